@@ -1,0 +1,39 @@
+"""Store one raw inbound message durably, then hand its id to the routing queue."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Engine
+
+from models import InboundMessage
+from models.db import session_scope
+
+
+def store_inbound(
+    *,
+    raw: bytes,
+    source: str,
+    envelope_from: str | None = None,
+    envelope_to: Sequence[str] = (),
+    engine: Engine | None = None,
+) -> int:
+    """INSERT the raw message with status ``received`` and COMMIT; return its id.
+
+    Only after this returns may a sender be acknowledged (SMTP 250, IMAP \\Seen). Parsing is the
+    router's job: storing never fails because of what the bytes contain.
+    """
+    with session_scope(engine) as session:
+        row = InboundMessage(
+            source=source,
+            envelope_from=envelope_from,
+            envelope_to=list(envelope_to),
+            raw=raw,
+            size=len(raw),
+            sha256=hashlib.sha256(raw).hexdigest(),
+            status="received",
+        )
+        session.add(row)
+        session.flush()
+        return row.id

@@ -1,0 +1,18 @@
+"""The domain model of ticketpost (SPEC §1); nothing here imports routing, ingest or the API."""
+
+from models.base import Base, utcnow
+from models.client import Client, ClientDomain
+from models.contact import Contact
+from models.contract import CONTRACT_TYPES, Contract
+from models.inbound import INBOUND_STATUSES, OUTCOMES, InboundMessage
+from models.mailbox import Mailbox
+from models.sla import Sla, ThresholdProfile
+from models.ticket import TICKET_CHANNELS, TICKET_STATUSES, OutboundMessage, Ticket, TicketMessage
+from models.token import ROLES, ApiToken
+
+__all__ = [
+    "Base", "utcnow", "Client", "ClientDomain", "Contact", "CONTRACT_TYPES", "Contract",
+    "INBOUND_STATUSES", "OUTCOMES", "InboundMessage", "Mailbox", "Sla", "ThresholdProfile",
+    "TICKET_CHANNELS", "TICKET_STATUSES", "OutboundMessage", "Ticket", "TicketMessage", "ROLES",
+    "ApiToken",
+]

@@ -1,0 +1,61 @@
+"""The stored raw inbound message: the source of truth of the mail flow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, UTCDateTime, utcnow
+
+INBOUND_STATUSES = ("received", "routed", "failed")
+
+OUTCOMES = (
+    "ticket_created",
+    "ticket_updated",
+    "triaged",
+    "rejected_unknown_sender",
+    "rejected_not_primary",
+    "rejected_unauthenticated",
+    "rejected_invalid_sender",
+    "ignored_auto_reply",
+    "ignored_bounce",
+    "ignored_loop",
+    "ignored_duplicate",
+    "ignored_contact_muted",
+    "failed",
+)
+
+
+class InboundMessage(Base):
+    """One accepted message: raw bytes first, the routing decision later."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        Index("ix_inbound_status_received", "status", "received_at"),
+        Index("ix_inbound_sender_outcome", "sender_email", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), default="cli")
+    envelope_from: Mapped[str | None] = mapped_column(String(998))
+    envelope_to: Mapped[list] = mapped_column(JSONType, default=list)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    sender_email: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    outcome: Mapped[str | None] = mapped_column(String(40), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    explanation: Mapped[list] = mapped_column(JSONType, default=list)
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="SET NULL"), index=True
+    )
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,57 @@
+"""Logging set-up: human text by default, one JSON object per line with LOG_FORMAT=json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; ``extra={...}`` fields become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger message key=value ...`` with the ``extra`` fields appended."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = [
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_")
+        ]
+        return base + (" " + " ".join(extras) if extras else "")
+
+
+def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
+    """Install the root handler once, per TICKETPOST_LOG_LEVEL and TICKETPOST_LOG_FORMAT."""
+    from ticketpost.settings import get_settings
+
+    settings = get_settings()
+    handler = logging.StreamHandler(sys.stderr)
+    if (fmt or settings.log_format) == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or settings.log_level).upper())
+    for noisy in ("alembic", "dramatiq", "mail.log", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

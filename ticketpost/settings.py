@@ -1,0 +1,101 @@
+"""Configuration of every ticketpost process, read from ``TICKETPOST_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+MIB = 1024 * 1024
+
+
+def _split_list(value: object) -> object:
+    """Accept a comma or whitespace separated string where a list is expected."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(",", " ").split() if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All knobs of ticketpost; defaults are the embedded, single-process mode."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKETPOST_", extra="ignore")
+
+    database_url: str = "sqlite:///./ticketpost.db"
+    redis_url: str | None = None
+    redis_namespace: str = "dramatiq"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_hostname: str = "ticketpost.localhost"
+    smtp_max_message_bytes: int = 25 * MIB
+    smtp_max_connections: int = 100
+    smtp_idle_timeout_s: float = 300.0
+    smtp_tls_cert: str | None = None
+    smtp_tls_key: str | None = None
+    support_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_token: str | None = None
+    metrics_token: str | None = None
+
+    unmatched_policy: Literal["triage", "reject"] = "triage"
+    auto_create_contacts: bool = True
+    require_authenticated_sender: bool = False
+    trusted_authserv_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dkim_verify: bool = False
+    rate_limit_per_hour: int = 20
+
+    secret_key: str | None = None
+
+    worker_threads: int = 2
+    route_max_retries: int = 5
+    sweeper_interval_s: float = 30.0
+    sweeper_grace_s: float = 60.0
+
+    imap_sweep_interval_s: float = 60.0
+    imap_idle_renew_s: float = 600.0
+    imap_batch_size: int = 100
+
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("support_addresses", "trusted_authserv_ids", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("support_addresses")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def smtp_on_loopback(self) -> bool:
+        host = self.smtp_host
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()
