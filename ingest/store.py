@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from models import InboundMessage
 from models.db import session_scope
@@ -25,15 +26,33 @@ def store_inbound(
     router's job: storing never fails because of what the bytes contain.
     """
     with session_scope(engine) as session:
-        row = InboundMessage(
-            source=source,
-            envelope_from=envelope_from,
-            envelope_to=list(envelope_to),
-            raw=raw,
-            size=len(raw),
-            sha256=hashlib.sha256(raw).hexdigest(),
-            status="received",
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+        return add_inbound(
+            session, raw=raw, source=source, envelope_from=envelope_from, envelope_to=envelope_to
+        ).id
+
+
+def add_inbound(
+    session: Session,
+    *,
+    raw: bytes,
+    source: str,
+    envelope_from: str | None = None,
+    envelope_to: Sequence[str] = (),
+) -> InboundMessage:
+    """Add the raw message (status ``received``) to ``session`` and flush; the caller commits.
+
+    For intake that must commit more than the message in the same transaction (the IMAP poller
+    commits its checkpoint with the messages it stored).
+    """
+    row = InboundMessage(
+        source=source,
+        envelope_from=envelope_from,
+        envelope_to=list(envelope_to),
+        raw=raw,
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        status="received",
+    )
+    session.add(row)
+    session.flush()
+    return row
