@@ -2,8 +2,8 @@
 
 ``DnsLookup`` is any callable that takes the record name dkimpy asks for — bytes such as
 ``b"sel._domainkey.acme.com."`` (with the trailing dot) — and returns the TXT record's bytes or
-``None`` when there is none. Production passes nothing and gets dkimpy's own resolver (dnspython);
-tests pass a dict-backed lookup and verify real signatures without any network.
+``None`` when there is none. Production passes nothing and gets ``system_dns`` (dkimpy's resolver, dnspython);
+tests pass a dict-backed lookup (``static_dns``) and verify real signatures without any network.
 """
 
 from __future__ import annotations
@@ -32,6 +32,15 @@ class SignatureCheck:
     selector: str | None
     verified: bool
     error: str | None  # why it did not verify; None when it did
+
+
+def system_dns(name: bytes) -> bytes | None:
+    """The production ``DnsLookup``: a real TXT query through dkimpy's resolver (dnspython).
+
+    Used when the caller passes no ``dns``; end-to-end tests replace this module attribute with
+    a ``static_dns`` zone, since this machine has no DNS.
+    """
+    return dkim.get_txt(name)
 
 
 def static_dns(records: dict[str, bytes | str]) -> DnsLookup:
@@ -79,12 +88,10 @@ def verify_signatures(raw: bytes, *, dns: DnsLookup | None = None) -> list[Signa
     Never raises: a malformed signature, a missing key or a DNS failure is a failed check with
     its reason in ``error``.
     """
-    if dns is None:
-        dnsfunc = dkim.get_txt
-    else:
+    lookup = dns if dns is not None else system_dns
 
-        def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
-            return dns(name)
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        return lookup(name)
 
     checks: list[SignatureCheck] = []
     for index in range(min(count_signatures(raw), MAX_SIGNATURES)):

@@ -304,3 +304,11 @@ def test_the_dns_interface_receives_the_selector_record_name(acme_key):
 
     judge(acme_key.sign(mail()), dkim_verify=True, dns=recording_dns)
     assert asked == [b"sel1._domainkey.acme.com."]
+
+
+def test_without_a_dns_argument_the_system_resolver_is_asked(acme_key, monkeypatch):
+    import routing.auth_dkim as auth_dkim
+
+    monkeypatch.setattr(auth_dkim, "system_dns", dns_for(acme_key))
+    verdict = judge(acme_key.sign(mail()), dkim_verify=True)
+    assert verdict.authenticated and verdict.method == "local-dkim"
