@@ -1,7 +1,7 @@
 """Organizational domains and relaxed DMARC alignment, from the bundled Public Suffix List.
 
-The list ships inside the ``publicsuffixlist`` package (its ``public_suffix_list.dat``); nothing here
-touches the network. The private section of the list counts too (``alice.github.io`` and
+The list ships inside the ``publicsuffixlist`` package (its ``public_suffix_list.dat``); nothing
+here touches the network. The private section of the list counts too (``alice.github.io`` and
 ``bob.github.io`` are different organizations), as OpenDMARC and most receivers do.
 """
 

@@ -144,7 +144,8 @@ def test_no_header_at_all_says_so():
 
 
 def test_a_passing_header_from_an_untrusted_authserv_id_is_ignored():
-    verdict = judge(mail("forger.example; dmarc=pass header.from=acme.com; dkim=pass header.d=acme.com"))
+    forged = "forger.example; dmarc=pass header.from=acme.com; dkim=pass header.d=acme.com"
+    verdict = judge(mail(forged))
     assert not verdict.authenticated
     assert "no Authentication-Results header from a trusted authserv-id" in verdict.detail
     assert "ignored Authentication-Results from untrusted authserv-id forger.example" in (
@@ -215,7 +216,7 @@ def test_the_from_domain_may_be_given_as_a_u_label():
     assert judge(raw, from_domain="bücher.example").authenticated
 
 
-# --- local DKIM ------------------------------------------------------------------------------------
+# --- local DKIM ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
