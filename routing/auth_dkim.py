@@ -3,7 +3,8 @@
 ``DnsLookup`` is any callable that takes the record name dkimpy asks for — bytes such as
 ``b"sel._domainkey.acme.com."`` (with the trailing dot) — and returns the TXT record's bytes or
 ``None`` when there is none. Production passes nothing and gets ``system_dns`` (dkimpy's
-resolver, dnspython); tests pass a dict-backed lookup (``static_dns``) and verify real signatures without any network.
+resolver, dnspython); tests pass a dict-backed lookup (``static_dns``) and verify real
+signatures without any network.
 """
 
 from __future__ import annotations
