@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     smtp_max_message_bytes: int = 25 * MIB
     smtp_max_connections: int = 100
     smtp_idle_timeout_s: float = 300.0
+    smtp_data_timeout_s: float = 600.0
+    smtp_store_threads: int = 8
     smtp_tls_cert: str | None = None
     smtp_tls_key: str | None = None
     support_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -57,6 +59,11 @@ class Settings(BaseSettings):
     route_max_retries: int = 5
     sweeper_interval_s: float = 30.0
     sweeper_grace_s: float = 60.0
+    route_min_backoff_ms: int = 1000
+    route_max_backoff_ms: int = 60_000
+    broker_heartbeat_timeout_ms: int = 60_000
+    broker_maintenance_chance: int = 1000
+    shutdown_timeout_s: float = 30.0
 
     imap_sweep_interval_s: float = 60.0
     imap_idle_renew_s: float = 600.0

@@ -1,0 +1,198 @@
+"""The hand-over queue between ingestion and routing: only inbound ids travel on it.
+
+Two shapes, one code path:
+
+* ``TICKETPOST_REDIS_URL`` set: a dramatiq ``RedisBroker`` in the key namespace
+  ``TICKETPOST_REDIS_NAMESPACE``; ``ticketpost worker`` processes consume it and scale out.
+* unset (the embedded default): a dramatiq ``StubBroker`` (in-memory queues) consumed by an
+  in-process ``dramatiq.Worker`` started with :func:`start_worker`. Its queue lives in memory, so a
+  crash forgets it; that loses nothing, because the database row of the inbound message is the
+  source of truth and the sweeper (``ingest.sweeper``) re-sends stored but unrouted ids.
+
+:func:`enqueue` never raises: when the broker is unreachable it logs and returns ``False``; the
+message is already committed and the sweeper hands it over once the broker is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
+
+from ticketpost.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: The one queue routing work travels on.
+QUEUE_NAME = "inbound"
+
+_lock = threading.Lock()
+_broker: dramatiq.Broker | None = None
+
+
+class BrokerNotConfigured(RuntimeError):
+    """Raised when a worker is asked to consume without a broker set up."""
+
+
+def setup_broker(settings: Settings | None = None) -> dramatiq.Broker:
+    """Create the process's broker from ``settings``, make it dramatiq's global and bind our actors.
+
+    Calling it again replaces the previous broker (tests do this between cases).
+    """
+    global _broker
+    settings = settings or get_settings()
+    if settings.redis_url:
+        broker = _redis_broker(settings)
+    else:
+        broker = StubBroker()
+    broker.add_middleware(CurrentMessage())
+    with _lock:
+        old, _broker = _broker, broker
+        dramatiq.set_broker(broker)
+        from routing.actors import bind_actors
+
+        bind_actors(broker, settings)
+    if old is not None and old is not broker:
+        _close_quietly(old)
+    log.info(
+        "queue broker ready",
+        extra={"broker": type(broker).__name__, "namespace": getattr(broker, "namespace", None)},
+    )
+    return broker
+
+
+def _redis_broker(settings: Settings) -> dramatiq.Broker:
+    import redis
+    from dramatiq.brokers.redis import RedisBroker
+
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        retry_on_timeout=False,
+        health_check_interval=30,
+    )
+    return RedisBroker(
+        client=client,
+        namespace=settings.redis_namespace,
+        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+        maintenance_chance=settings.broker_maintenance_chance,
+    )
+
+
+def get_broker() -> dramatiq.Broker:
+    """The process's broker, set up from the environment on first use."""
+    broker = _broker
+    if broker is None:
+        broker = setup_broker()
+    return broker
+
+
+def is_in_process(broker: dramatiq.Broker | None = None) -> bool:
+    """True when the queue lives in this process (no Redis): a worker must run here too."""
+    return isinstance(broker or get_broker(), StubBroker)
+
+
+def enqueue(inbound_id: int) -> bool:
+    """Hand ``inbound_id`` to the routing workers; ``False`` (and a log line) when the broker is down.
+
+    The message is already committed when this is called, so a failed hand-over loses nothing:
+    the sweeper re-sends stored but unrouted messages after its grace period.
+    """
+    from routing.actors import route_inbound
+
+    get_broker()
+    try:
+        route_inbound.send(int(inbound_id))
+        return True
+    except Exception as exc:  # noqa: BLE001 - any broker fault means "not handed over yet"
+        log.warning(
+            "queue broker unavailable; the sweeper will hand the message over later",
+            extra={"inbound_id": inbound_id, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        return False
+
+
+def broker_reachable() -> bool:
+    """True when the broker answers (always for the in-process queue)."""
+    broker = get_broker()
+    client = getattr(broker, "client", None)
+    if client is None:
+        return True
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """How much routing work waits: ready, in flight (taken by a worker), delayed, dead."""
+
+    ready: int
+    in_flight: int
+    delayed: int
+    dead: int
+
+
+def queue_depth() -> QueueDepth:
+    """Current depth of the routing queue (Redis keys as dramatiq lays them out, or the stub's).
+
+    Raised when Redis is unreachable: the redis client's ConnectionError.
+    """
+    broker = get_broker()
+    if isinstance(broker, StubBroker):
+        ready = broker.queues.get(QUEUE_NAME)
+        delayed = broker.queues.get(f"{QUEUE_NAME}.DQ")
+        dead = len(getattr(broker, "dead_letters_by_queue", {}).get(QUEUE_NAME, ()))
+        return QueueDepth(
+            ready=ready.qsize() if ready is not None else 0,
+            in_flight=0,
+            delayed=delayed.qsize() if delayed is not None else 0,
+            dead=dead,
+        )
+    ns, q, client = broker.namespace, QUEUE_NAME, broker.client
+    pipe = client.pipeline()
+    pipe.llen(f"{ns}:{q}")
+    pipe.hlen(f"{ns}:{q}.msgs")
+    pipe.hlen(f"{ns}:{q}.DQ.msgs")
+    pipe.zcard(f"{ns}:{q}.XQ")
+    ready, total, delayed, dead = pipe.execute()
+    return QueueDepth(
+        ready=int(ready), in_flight=max(0, int(total) - int(ready)), delayed=int(delayed),
+        dead=int(dead),
+    )
+
+
+def start_worker(threads: int | None = None, settings: Settings | None = None) -> dramatiq.Worker:
+    """Start a dramatiq worker consuming the routing queue in background threads; return it.
+
+    Only one ``dramatiq.Worker`` may run per process. Stop it with :func:`stop_worker`.
+    """
+    settings = settings or get_settings()
+    broker = get_broker()
+    worker = dramatiq.Worker(
+        broker,
+        queues={QUEUE_NAME, f"{QUEUE_NAME}.DQ"},
+        worker_threads=threads or settings.worker_threads,
+        worker_timeout=500,
+    )
+    worker.start()
+    log.info("routing worker started", extra={"threads": worker.worker_threads})
+    return worker
+
+
+def stop_worker(worker: dramatiq.Worker, timeout_s: float = 30.0) -> None:
+    """Stop taking messages, let the routing in flight finish (up to ``timeout_s``), stop."""
+    worker.stop(timeout=int(timeout_s * 1000))
+
+
+def _close_quietly(broker: dramatiq.Broker) -> None:
+    try:
+        broker.close()
+    except Exception:  # noqa: BLE001
+        log.debug("closing the previous broker failed", exc_info=True)
