@@ -190,3 +190,17 @@ def _flush(session: Session, name: str) -> None:
         session.flush()
     except IntegrityError:
         raise Conflict(f"a mailbox named {name!r} already exists") from None
+
+
+def mailbox_health(mailbox: Mailbox) -> str:
+    """One word for a mailbox's state: disabled, never_polled, failing or ok."""
+    if not mailbox.enabled:
+        return "disabled"
+    if (mailbox.consecutive_failures or 0) > 0 or (
+        mailbox.last_error_at is not None
+        and (mailbox.last_success_at is None or mailbox.last_error_at > mailbox.last_success_at)
+    ):
+        return "failing"
+    if mailbox.last_success_at is None:
+        return "never_polled"
+    return "ok"

@@ -1,0 +1,146 @@
+"""The admin API application: ``create_app()`` wires routers, errors, health and the session."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, IntegrityError
+
+from admin_api.routes import mailboxes, tokens
+from admin_api.services.errors import Conflict, Invalid, NotFound
+from models.db import get_engine, session_factory
+from ticketpost.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+# Every resource router, in the order they appear in the OpenAPI document. Add new ones here.
+ROUTERS: tuple[APIRouter, ...] = (
+    mailboxes.router,
+    tokens.router,
+)
+
+
+def check_database(app: FastAPI) -> None:
+    """Readiness: the database answers and carries our schema (``ticketpost migrate`` ran)."""
+    with app.state.engine.connect() as conn:
+        conn.execute(text("SELECT version_num FROM alembic_version")).first()
+
+
+# Readiness checks by name; each raises when its dependency is not usable.
+READINESS_CHECKS: dict[str, Callable[[FastAPI], None]] = {"database": check_database}
+
+
+def create_app(*, engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    """The FastAPI app on ``engine`` (default: the configured database) with ``settings``."""
+    settings = settings or get_settings()
+    engine = engine or get_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.admin_token:
+            _ensure_admin_token(app)
+        yield
+
+    app = FastAPI(
+        title="ticketpost admin API",
+        version="1",
+        description="Clients, domains, contracts, SLAs, contacts, tickets, the inbound log, "
+        "mailboxes and tokens of ticketpost. Authenticate with `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = session_factory(engine)
+    app.state.readiness_checks = dict(READINESS_CHECKS)
+
+    _install_error_handlers(app)
+    app.include_router(_health_router())
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    return app
+
+
+def _ensure_admin_token(app: FastAPI) -> None:
+    from admin_api.services.tokens import ensure_token
+
+    try:
+        with app.state.sessionmaker() as session:
+            ensure_token(session, secret=app.state.settings.admin_token)
+            session.commit()
+    except Exception as exc:  # noqa: BLE001 - the auth dependency retries on first use
+        log.warning(
+            "could not register TICKETPOST_ADMIN_TOKEN at start; it is checked on first use",
+            extra={"error": f"{type(exc).__name__}: {exc}"},
+        )
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="the process is up (no auth)")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="the database (and queue) are reachable",
+        responses={503: {"description": "a dependency is not reachable"}},
+    )
+    def readyz(request: Request):
+        results: dict[str, str] = {}
+        ready = True
+        for name, check in request.app.state.readiness_checks.items():
+            try:
+                check(request.app)
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - report, do not crash
+                ready = False
+                results[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        body = {"status": "ready" if ready else "not ready", "checks": results}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return router
+
+
+def validation_body(loc, message: str) -> dict:
+    """A 422 body in FastAPI's own shape: ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``."""
+    loc = list(loc)
+    if not loc or loc[0] not in ("body", "query", "path", "header"):
+        loc = ["body", *loc]
+    return {"detail": [{"loc": loc, "msg": message, "type": "value_error"}]}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict):
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Invalid)
+    async def _invalid(request: Request, exc: Invalid):
+        return JSONResponse(validation_body(exc.loc, exc.message), status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError):
+        # Last line of defence for races the services' own checks could not see.
+        detail = str(exc.orig).splitlines()[0] if exc.orig else "constraint violated"
+        return JSONResponse(
+            {"detail": f"the change conflicts with existing data ({detail}); reload and retry"},
+            status_code=409,
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError):
+        detail = str(exc.orig).splitlines()[0] if exc.orig else "value out of range"
+        return JSONResponse(validation_body(["body"], f"a value was refused by the database: {detail}"), status_code=422)

@@ -1,0 +1,114 @@
+"""FastAPI dependencies: one database session per request, the caller's token and its role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from admin_api.services import tokens as token_service
+from admin_api.services.pages import DEFAULT_LIMIT, MAX_LIMIT
+from ticketpost.settings import Settings
+
+MAX_ID = 2**31 - 1
+MAX_OFFSET = 2**31 - 1
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for this request; routes commit what they change, anything else is rolled back."""
+    session = request.app.state.sessionmaker()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was created with."""
+    return request.app.state.settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the token's id (None for the configured admin token), name and role."""
+
+    token_id: int | None
+    name: str
+    role: str
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=message, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def current_caller(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """The caller of this request; raises 401 when the bearer token is missing, unknown or revoked."""
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized("missing bearer token: send `Authorization: Bearer <token>`")
+    secret = credentials.credentials
+    token = token_service.authenticate(session, secret=secret)
+    if token is None and token_service.same_secret(secret, settings.admin_token):
+        # TICKETPOST_ADMIN_TOKEN means an admin token with that value exists (created at start;
+        # created here if the schema appeared after the app started).
+        token = token_service.ensure_token(session, secret=secret)
+    if token is None:
+        session.rollback()
+        raise _unauthorized("invalid or revoked token")
+    if session.dirty or session.new:
+        session.commit()
+    return Caller(token_id=token.id, name=token.name, role=token.role)
+
+
+def require_technician_or_admin(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+    """Any valid token: technicians read everything and work on tickets."""
+    return caller
+
+
+def require_admin(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+    """An admin token; technicians get 403."""
+    if caller.role != "admin":
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"this needs an admin token; token {caller.name!r} has role {caller.role!r}",
+        )
+    return caller
+
+
+AnyRole = Annotated[Caller, Depends(require_technician_or_admin)]
+AdminRole = Annotated[Caller, Depends(require_admin)]
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@dataclass(frozen=True)
+class Paging:
+    """``?limit=`` (default 50, at most 500) and ``?offset=`` of a list request."""
+
+    limit: int
+    offset: int
+
+
+def paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size, at most 500")] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")] = 0,
+) -> Paging:
+    return Paging(limit=limit, offset=offset)
+
+
+PagingDep = Annotated[Paging, Depends(paging)]

@@ -1,0 +1,589 @@
+"""Request and response bodies of the admin API (pydantic), one section per resource.
+
+Inputs forbid unknown fields (a typo is a 422 naming it, not silently ignored); strings refuse
+NUL characters and respect the column lengths, ids stay within the database's integer range, so
+bad input is a 422 and never a database error.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from models import CONTRACT_TYPES, INBOUND_STATUSES, OUTCOMES, ROLES, TICKET_CHANNELS, TICKET_STATUSES
+
+MAX_ID = 2**31 - 1
+NO_NUL = r"^[^\x00]*$"
+
+T = TypeVar("T")
+
+
+def Str(max_length: int, *, min_length: int = 0, strip: bool = True) -> Any:
+    """A string type without NUL characters, at most ``max_length`` long."""
+    return Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=strip, min_length=min_length, max_length=max_length, pattern=NO_NUL
+        ),
+    ]
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("date-time is out of range") from None
+
+
+RefId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Name = Str(200, min_length=1)
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=12, decimal_places=2),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+Hours = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=10, decimal_places=2),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+Minutes = Annotated[int, Field(ge=1, le=10_000_000)]
+DomainText = Str(300, min_length=1)
+EmailText = Str(320, min_length=3)
+
+
+class Input(BaseModel):
+    """Base of request bodies: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Output(BaseModel):
+    """Base of response bodies, read from ORM objects."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ListOf(BaseModel, Generic[T]):
+    """One page of a list: ``items`` and the ``total`` number of matching rows."""
+
+    items: list[T]
+    total: int
+
+
+class Message(BaseModel):
+    """An error or status message."""
+
+    detail: str
+
+
+# --- clients and domains -------------------------------------------------------------------------
+
+
+class ClientFields(Input):
+    rank: Str(100) | None = Field(None, description="internal only; no effect on routing")
+    business_id: Str(100) | None = None
+    phone: Str(50) | None = None
+    fax: Str(50) | None = None
+    address: Str(2000) | None = None
+    city: Str(100) | None = None
+    state: Str(100) | None = None
+    zip_code: Str(20) | None = None
+    country: Str(100) | None = None
+    notes: Str(20000, strip=False) | None = None
+    sla_id: RefId | None = None
+    threshold_profile_id: RefId | None = None
+
+
+class ClientCreate(ClientFields):
+    name: Name
+    tickets_only_by_primary_contact: bool = False
+    require_authenticated_sender: bool = False
+    domains: list[DomainText] = Field(default_factory=list, max_length=200)
+    allow_public_domain: bool = Field(
+        False, description="accept public mail providers such as gmail.com among `domains`"
+    )
+
+
+class ClientUpdate(ClientFields):
+    name: Name | None = None
+    tickets_only_by_primary_contact: bool | None = None
+    require_authenticated_sender: bool | None = None
+    domains: list[DomainText] | None = Field(
+        None, max_length=200, description="when given, replaces the client's domains"
+    )
+    allow_public_domain: bool = False
+
+
+class ClientOut(Output):
+    id: int
+    name: str
+    rank: str | None
+    domains: list[str]
+    primary_contact_id: int | None
+    business_id: str | None
+    phone: str | None
+    fax: str | None
+    address: str | None
+    city: str | None
+    state: str | None
+    zip_code: str | None
+    country: str | None
+    notes: str | None
+    tickets_only_by_primary_contact: bool
+    require_authenticated_sender: bool
+    sla_id: int | None
+    threshold_profile_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DomainCreate(Input):
+    domain: DomainText
+    allow_public_domain: bool = False
+
+
+class DomainOut(Output):
+    id: int
+    client_id: int
+    domain: str
+
+
+class DomainRoute(BaseModel):
+    """How mail from a sender domain routes: to which client, by which registered domain."""
+
+    domain: str = Field(description="the sender domain asked about, normalised")
+    client_id: int
+    client_name: str
+    matched_domain: str = Field(description="the registered client domain that matched")
+    exact: bool = Field(description="true when the sender domain is the registered domain itself")
+
+
+# --- contracts -----------------------------------------------------------------------------------
+
+ContractType = Literal[CONTRACT_TYPES]  # type: ignore[valid-type]
+
+
+class ContractFields(Input):
+    start_date: date | None = None
+    end_date: date | None = None
+    rate: Money | None = None
+    amount: Money | None = None
+    hours: Hours | None = None
+    billing_period: Str(40) | None = None
+    description: Str(20000, strip=False) | None = None
+
+
+class ContractCreate(ContractFields):
+    name: Name
+    type: ContractType
+
+    @model_validator(mode="after")
+    def _dates(self):
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+
+class ContractUpdate(ContractFields):
+    name: Name | None = None
+    type: ContractType | None = None
+
+
+class ContractOut(Output):
+    id: int
+    client_id: int
+    name: str
+    type: str
+    start_date: date | None
+    end_date: date | None
+    rate: Money | None
+    amount: Money | None
+    hours: Hours | None
+    billing_period: str | None
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- SLAs and threshold profiles -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(name: str) -> str:
+    if name not in _timezones():
+        raise ValueError(f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)")
+    return name
+
+
+HHMM = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+HHMM_END = Annotated[str, StringConstraints(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+
+
+class Window(Input):
+    """Opening hours on one weekday (0 = Monday) in the SLA's time zone; end may be 24:00."""
+
+    day: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
+    start: HHMM
+    end: HHMM_END
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.end <= self.start:
+            raise ValueError(f"window end {self.end} is not after start {self.start}")
+        return self
+
+
+class BusinessHours(Input):
+    """Business hours: a time zone, weekly windows and holiday dates (closed all day)."""
+
+    timezone: Annotated[Str(64, min_length=1), AfterValidator(_timezone)]
+    windows: list[Window] = Field(min_length=1, max_length=100)
+    holidays: list[date] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("windows")
+    @classmethod
+    def _no_overlap(cls, windows: list[Window]) -> list[Window]:
+        by_day: dict[int, list[Window]] = {}
+        for w in windows:
+            by_day.setdefault(w.day, []).append(w)
+        for day, items in by_day.items():
+            items.sort(key=lambda w: w.start)
+            for a, b in zip(items, items[1:]):
+                if b.start < a.end:
+                    raise ValueError(f"windows on day {day} overlap ({a.start}-{a.end}, {b.start}-{b.end})")
+        return windows
+
+
+class SlaCreate(Input):
+    name: Name
+    first_response_minutes: Minutes | None = None
+    resolution_minutes: Minutes | None = None
+    business_hours: BusinessHours | None = Field(None, description="null = 24x7")
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if self.first_response_minutes is None and self.resolution_minutes is None:
+            raise ValueError("give first_response_minutes, resolution_minutes or both")
+        return self
+
+
+class SlaUpdate(Input):
+    name: Name | None = None
+    first_response_minutes: Minutes | None = None
+    resolution_minutes: Minutes | None = None
+    business_hours: BusinessHours | None = None
+
+
+class SlaOut(Output):
+    id: int
+    name: str
+    first_response_minutes: int | None
+    resolution_minutes: int | None
+    business_hours: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+ThresholdKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+ThresholdValue = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+
+
+class ThresholdProfileCreate(Input):
+    name: Name
+    description: Str(20000, strip=False) | None = None
+    thresholds: dict[ThresholdKey, ThresholdValue] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="numeric limits, e.g. cpu_percent, memory_percent, disk_free_percent, offline_minutes",
+    )
+
+
+class ThresholdProfileUpdate(Input):
+    name: Name | None = None
+    description: Str(20000, strip=False) | None = None
+    thresholds: dict[ThresholdKey, ThresholdValue] | None = Field(None, max_length=200)
+
+
+class ThresholdProfileOut(Output):
+    id: int
+    name: str
+    description: str | None
+    thresholds: dict[str, float]
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- contacts ------------------------------------------------------------------------------------
+
+
+class ContactFields(Input):
+    phone: Str(50) | None = None
+    mobile_phone: Str(50) | None = None
+    job_title: Str(100) | None = None
+
+
+class ContactCreate(ContactFields):
+    first_name: Str(100, min_length=1)
+    last_name: Str(100, min_length=1)
+    email: EmailText
+    is_primary: bool = False
+    ignore_email: bool = Field(False, description="mail from this contact never opens tickets")
+
+
+class ContactUpdate(ContactFields):
+    first_name: Str(100, min_length=1) | None = None
+    last_name: Str(100, min_length=1) | None = None
+    email: EmailText | None = None
+    is_primary: bool | None = Field(
+        None, description="true makes this the client's primary contact and demotes the previous one"
+    )
+    ignore_email: bool | None = None
+    client_id: RefId | None = Field(None, description="move the contact to another client")
+
+
+class ContactOut(Output):
+    id: int
+    client_id: int
+    first_name: str
+    last_name: str
+    email: str
+    phone: str | None
+    mobile_phone: str | None
+    job_title: str | None
+    is_primary: bool
+    ignore_email: bool
+    auto_created: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- onboarding ----------------------------------------------------------------------------------
+
+
+class OnboardingContact(ContactFields):
+    first_name: Str(100, min_length=1)
+    last_name: Str(100, min_length=1)
+    email: EmailText
+    ignore_email: bool = False
+
+
+class OnboardingIn(Input):
+    """The "new client" wizard: everything is created in one transaction, or nothing is."""
+
+    client: ClientCreate
+    contract: ContractCreate | None = None
+    sla_id: RefId | None = Field(None, description="attach an existing SLA …")
+    sla: SlaCreate | None = Field(None, description="… or create a new one (not both)")
+    threshold_profile_id: RefId | None = None
+    contact: OnboardingContact | None = Field(None, description="becomes the primary contact")
+
+
+class OnboardingOut(BaseModel):
+    client: ClientOut
+    contract: ContractOut | None
+    sla: SlaOut | None
+    threshold_profile: ThresholdProfileOut | None
+    contact: ContactOut | None
+
+
+# --- tickets -------------------------------------------------------------------------------------
+
+TicketStatus = Literal[TICKET_STATUSES]  # type: ignore[valid-type]
+TicketChannel = Literal[TICKET_CHANNELS]  # type: ignore[valid-type]
+
+
+class TicketCreate(Input):
+    contact_id: RefId
+    subject: Str(998, min_length=1)
+    body: Str(1_000_000, strip=False) = ""
+    channel: Literal["api", "portal"] = "api"
+
+
+class TicketUpdate(Input):
+    subject: Str(998, min_length=1) | None = None
+    status: TicketStatus | None = None
+    client_id: RefId | None = Field(None, description="assign a triaged ticket to a client")
+    contact_id: RefId | None = None
+    contract_id: RefId | None = None
+
+
+class TicketOut(Output):
+    id: int
+    number: int | None
+    client_id: int | None
+    contact_id: int | None
+    subject: str
+    status: str
+    channel: str
+    contract_id: int | None
+    sla: dict[str, Any] | None = Field(validation_alias="sla_snapshot")
+    first_response_due_at: datetime | None
+    resolution_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TicketMessageOut(Output):
+    id: int
+    inbound_id: int | None
+    message_id: str | None
+    sender_email: str | None
+    body_text: str
+    attachments: list[dict[str, Any]]
+    created_at: datetime
+
+
+class TicketDetail(TicketOut):
+    messages: list[TicketMessageOut]
+
+
+# --- inbound -------------------------------------------------------------------------------------
+
+InboundStatus = Literal[INBOUND_STATUSES]  # type: ignore[valid-type]
+Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
+
+
+class InboundOut(Output):
+    id: int
+    source: str
+    envelope_from: str | None
+    envelope_to: list[str]
+    size: int
+    sha256: str
+    message_id: str | None
+    sender_email: str | None
+    subject: str | None
+    received_at: datetime
+    status: str
+    outcome: str | None
+    reason: str | None
+    client_id: int | None
+    contact_id: int | None
+    ticket_id: int | None
+    attempts: int
+    routed_at: datetime | None
+
+
+class InboundDetail(InboundOut):
+    explanation: list[Any]
+
+
+# --- mailboxes -----------------------------------------------------------------------------------
+
+Security = Literal["ssl", "starttls", "none"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class MailboxCreate(Input):
+    name: Name
+    host: Str(253, min_length=1)
+    port: Port | None = Field(None, description="default 993 for ssl, 143 otherwise")
+    security: Security = "ssl"
+    username: Str(320, min_length=1)
+    password: SecretStr = Field(min_length=1, max_length=1000, description="write-only")
+    folder: Str(200, min_length=1) = "INBOX"
+    processed_folder: Str(200) | None = Field(
+        None, description="move processed mail here; null = flag \\Seen and leave it"
+    )
+    enabled: bool = True
+    since: UtcDateTime | None = Field(
+        None, description="take in mail received since then; default: only mail arriving from now on"
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _no_nul(cls, value: SecretStr) -> SecretStr:
+        if "\x00" in value.get_secret_value():
+            raise ValueError("the password contains a NUL character")
+        return value
+
+
+class MailboxUpdate(Input):
+    name: Name | None = None
+    host: Str(253, min_length=1) | None = None
+    port: Port | None = None
+    security: Security | None = None
+    username: Str(320, min_length=1) | None = None
+    password: SecretStr | None = Field(None, min_length=1, max_length=1000, description="write-only")
+    folder: Str(200, min_length=1) | None = None
+    processed_folder: Str(200) | None = None
+    enabled: bool | None = None
+    since: UtcDateTime | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _no_nul(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and "\x00" in value.get_secret_value():
+            raise ValueError("the password contains a NUL character")
+        return value
+
+
+class MailboxOut(Output):
+    id: int
+    name: str
+    host: str
+    port: int | None
+    security: str
+    username: str
+    has_password: bool
+    folder: str
+    processed_folder: str | None
+    enabled: bool
+    since: datetime | None
+    uidvalidity: int | None
+    last_uid: int | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    consecutive_failures: int
+    health: Literal["ok", "failing", "never_polled", "disabled"] = Field(
+        description="disabled; never_polled; failing (last attempt failed); ok"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- tokens --------------------------------------------------------------------------------------
+
+Role = Literal[ROLES]  # type: ignore[valid-type]
+
+
+class TokenCreate(Input):
+    name: Name
+    role: Role
+
+
+class TokenOut(Output):
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the bearer token; shown only in this response, never again")

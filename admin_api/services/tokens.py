@@ -1,0 +1,108 @@
+"""API tokens: issue (shown once), look up by hash, revoke; the database holds only SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from admin_api.services.errors import Invalid, NotFound
+from admin_api.services.pages import Page, paginate
+from models import ROLES, ApiToken, utcnow
+
+TOKEN_PREFIX = "tp_"
+ENV_TOKEN_NAME = "TICKETPOST_ADMIN_TOKEN"
+# last_used_at is refreshed at most this often, so reads do not write on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just created: the row and the only copy of the secret there will ever be."""
+
+    token: ApiToken
+    secret: str
+
+
+def hash_token(secret: str) -> str:
+    """The SHA-256 hex digest stored for ``secret``."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, *, name: str, role: str) -> IssuedToken:
+    """Issue a new random token with ``role``; its secret is returned here and nowhere else."""
+    name = (name or "").strip()
+    if not name:
+        raise Invalid("name", "a token needs a name saying who or what uses it")
+    if role not in ROLES:
+        raise Invalid("role", f"role must be one of {', '.join(ROLES)}")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(name=name, role=role, token_hash=hash_token(secret))
+    session.add(token)
+    session.flush()
+    return IssuedToken(token=token, secret=secret)
+
+
+def ensure_token(session: Session, *, secret: str, role: str = "admin", name: str = ENV_TOKEN_NAME) -> ApiToken:
+    """Make sure a live token with this secret exists (TICKETPOST_ADMIN_TOKEN); idempotent."""
+    digest = hash_token(secret)
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    if token is None:
+        token = ApiToken(name=name, role=role, token_hash=digest)
+        try:
+            with session.begin_nested():
+                session.add(token)
+        except IntegrityError:  # another process created it at the same moment
+            token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    else:
+        token.role = role
+        token.revoked_at = None
+    session.flush()
+    return token
+
+
+def authenticate(session: Session, *, secret: str) -> ApiToken | None:
+    """The live token with this secret, or None (unknown or revoked); notes when it was used."""
+    if not secret:
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        session.flush()
+    return token
+
+
+def same_secret(a: str | None, b: str | None) -> bool:
+    """Constant-time comparison of two secrets (False when either is missing)."""
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+def list_tokens(session: Session, *, limit: int = 50, offset: int = 0) -> Page[ApiToken]:
+    """Tokens, newest first, without secrets (only hashes are stored anyway)."""
+    return paginate(session, select(ApiToken).order_by(ApiToken.id.desc()), limit=limit, offset=offset)
+
+
+def get_token(session: Session, *, token_id: int) -> ApiToken:
+    """The token with this id; raises NotFound."""
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound("token", token_id)
+    return token
+
+
+def revoke_token(session: Session, *, token_id: int) -> ApiToken:
+    """Revoke a token: it stops working at once and stays listed with revoked_at (idempotent)."""
+    token = get_token(session, token_id=token_id)
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.flush()
+    return token
