@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -27,8 +27,12 @@ class Mailbox(Base):
     processed_folder: Mapped[str | None] = mapped_column(String(200))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     since: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    uidvalidity: Mapped[int | None] = mapped_column(Integer)
-    last_uid: Mapped[int | None] = mapped_column(Integer)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int | None] = mapped_column(BigInteger)
+    # after commit, \Seen/move done up to here (crash between commit and flag: < last_uid)
+    acked_uid: Mapped[int | None] = mapped_column(BigInteger)
+    # UIDs up to here predate the poller's first look at this UIDVALIDITY: since-filtered, deduped
+    resync_until_uid: Mapped[int | None] = mapped_column(BigInteger)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
