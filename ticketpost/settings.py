@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     imap_sweep_interval_s: float = 60.0
     imap_idle_renew_s: float = 600.0
     imap_batch_size: int = 100
+    imap_timeout_s: float = 60.0
+    imap_ca_file: str | None = None
+    imap_backoff_initial_s: float = 1.0
+    imap_backoff_max_s: float = 300.0
+    imap_reload_interval_s: float = 10.0
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
