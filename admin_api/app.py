@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from admin_api.routes import mailboxes, tokens
+from admin_api.routes import mailboxes, metrics, tokens
 from admin_api.services.errors import Conflict, Invalid, NotFound
 from models.db import get_engine, session_factory
 from ticketpost.settings import Settings, get_settings
@@ -35,7 +35,10 @@ def check_database(app: FastAPI) -> None:
 
 
 # Readiness checks by name; each raises when its dependency is not usable.
-READINESS_CHECKS: dict[str, Callable[[FastAPI], None]] = {"database": check_database}
+READINESS_CHECKS: dict[str, Callable[[FastAPI], None]] = {
+    "database": check_database,
+    "broker": metrics.check_broker,
+}
 
 
 def create_app(*, engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
@@ -63,6 +66,7 @@ def create_app(*, engine: Engine | None = None, settings: Settings | None = None
 
     _install_error_handlers(app)
     app.include_router(_health_router())
+    app.include_router(metrics.router)  # /metrics, beside /healthz and /readyz
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -1,0 +1,133 @@
+"""The Prometheus exposition of ``GET /metrics``: state from the sources of truth plus events.
+
+A custom prometheus_client ``Collector`` turns a fresh ``Snapshot`` (database and broker, read at
+scrape time) into metric families, and appends the event metrics of the event store (in-process
+or Redis, see ``ticketpost.metrics.events``). Nothing here keeps state between scrapes, so any API
+process of a distributed installation answers with the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+from ticketpost.metrics.events import get_event_store
+from ticketpost.metrics.queues import QUEUE_STATES
+from ticketpost.metrics.snapshot import Snapshot, take_snapshot
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Every metric family name ``/metrics`` exposes (without ``_total``/``_bucket`` suffixes).
+STATE_METRICS = (
+    "ticketpost_up",
+    "ticketpost_inbound_messages",
+    "ticketpost_unrouted_messages",
+    "ticketpost_oldest_unrouted_age_seconds",
+    "ticketpost_queue_messages",
+    "ticketpost_mailbox_enabled",
+    "ticketpost_mailbox_last_success_timestamp_seconds",
+    "ticketpost_mailbox_consecutive_failures",
+    "ticketpost_mailbox_backlog",
+)
+
+
+def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
+    """Metric families of one snapshot of the database and the broker."""
+    up = GaugeMetricFamily(
+        "ticketpost_up",
+        "1 when the component answered during this scrape (database, broker), else 0.",
+        labels=("component",),
+    )
+    up.add_metric(["database"], 0.0 if snap.database_error else 1.0)
+    up.add_metric(["broker"], 0.0 if snap.broker_error else 1.0)
+    yield up
+
+    if snap.database_error is None:
+        inbound = GaugeMetricFamily(
+            "ticketpost_inbound_messages",
+            "Stored inbound messages by source, status and outcome (outcome \"none\" = not routed"
+            " yet); read from the database at scrape time.",
+            labels=("source", "status", "outcome"),
+        )
+        for c in snap.inbound:
+            inbound.add_metric([c.source, c.status, c.outcome or "none"], c.count)
+        yield inbound
+        yield GaugeMetricFamily(
+            "ticketpost_unrouted_messages",
+            "Stored inbound messages not routed yet (status received).",
+            value=snap.unrouted,
+        )
+        yield GaugeMetricFamily(
+            "ticketpost_oldest_unrouted_age_seconds",
+            "Age of the oldest stored message not routed yet; 0 when none waits. Growing = stuck.",
+            value=snap.oldest_unrouted_age_s,
+        )
+        yield from _mailbox_metrics(snap)
+
+    if snap.broker_error is None:
+        queue = GaugeMetricFamily(
+            "ticketpost_queue_messages",
+            "Messages in the routing queue by state (ready, in_flight, delayed, dead_letter),"
+            " read from the broker at scrape time.",
+            labels=("queue", "state"),
+        )
+        for depth in snap.queues:
+            for state in QUEUE_STATES:
+                queue.add_metric([depth.queue, state], getattr(depth, state))
+        yield queue
+
+
+def _mailbox_metrics(snap: Snapshot) -> Iterator[Metric]:
+    enabled = GaugeMetricFamily(
+        "ticketpost_mailbox_enabled", "1 when the mailbox is polled.", labels=("mailbox",)
+    )
+    last_ok = GaugeMetricFamily(
+        "ticketpost_mailbox_last_success_timestamp_seconds",
+        "Unix time of the mailbox's last successful poll (absent before the first success).",
+        labels=("mailbox",),
+    )
+    failures = GaugeMetricFamily(
+        "ticketpost_mailbox_consecutive_failures",
+        "Polls of the mailbox that failed in a row since its last success.",
+        labels=("mailbox",),
+    )
+    backlog = GaugeMetricFamily(
+        "ticketpost_mailbox_backlog",
+        "Messages fetched from the mailbox and stored but not routed yet.",
+        labels=("mailbox",),
+    )
+    for m in snap.mailboxes:
+        enabled.add_metric([m.name], 1.0 if m.enabled else 0.0)
+        if m.last_success_at is not None:
+            last_ok.add_metric([m.name], m.last_success_at.timestamp())
+        failures.add_metric([m.name], m.consecutive_failures)
+        backlog.add_metric([m.name], m.backlog)
+    yield from (enabled, last_ok, failures, backlog)
+
+
+class TicketpostCollector(Collector):
+    """Reads the database, the broker and the event store at every scrape."""
+
+    def __init__(self, *, engine: Engine, settings=None, broker=None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        snap = take_snapshot(engine=self.engine, settings=self.settings, broker=self.broker)
+        yield from snapshot_metrics(snap)
+        try:
+            yield from get_event_store(self.settings).collect()
+        except Exception:  # noqa: BLE001 - a dead Redis shows as ticketpost_up{broker} 0
+            return
+
+
+def render_metrics(*, engine: Engine, settings=None, broker=None) -> bytes:
+    """The Prometheus text exposition of everything above, freshly read."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TicketpostCollector(engine=engine, settings=settings, broker=broker))
+    return generate_latest(registry)
