@@ -1,0 +1,45 @@
+"""The typed state one inbound message carries through the routing steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from models import Client, Contact, InboundMessage, Ticket
+
+if TYPE_CHECKING:
+    from routing.mailparse import ParsedMail
+    from ticketpost.settings import Settings
+
+
+@dataclass
+class RoutingContext:
+    """What the steps know about one inbound message so far; each step fills in its part.
+
+    ``explanation`` collects one ``{"step", "decision"}`` entry per decision, in order; it is what
+    ``GET /api/v1/inbound/{id}`` and ``ticketpost route`` show.
+    """
+
+    session: Session
+    settings: "Settings"
+    inbound: InboundMessage
+    mail: "ParsedMail | None" = None
+    sender_email: str | None = None
+    sender_domain: str | None = None
+    sender_name: str = ""
+    client: Client | None = None
+    client_via: str = ""  # "contact" or "domain <registered domain>"
+    contact: Contact | None = None
+    contact_created: bool = False
+    ticket: Ticket | None = None  # the ticket a reply threads onto (None = a new ticket)
+    reopened: bool = False
+    subject: str = ""  # subject for a new ticket (reply prefixes and tags stripped)
+    outcome: str | None = None
+    reason: str = ""
+    explanation: list[dict[str, str]] = field(default_factory=list)
+
+    def explain(self, step: str, decision: str) -> None:
+        """Record one decision of ``step`` for the explanation."""
+        self.explanation.append({"step": step, "decision": decision})

@@ -1,0 +1,459 @@
+"""Parse a raw e-mail once, fast, and never crash: the routing view of a message.
+
+The stdlib's ``policy.default`` spends most of its time building structured header objects for
+every header (ARCHITECTURE.md). Routing needs a dozen headers and, only when a ticket message is
+written, the body. So :func:`parse_message` reads just the header block with the ``compat32``
+policy, decodes only the headers routing asks for (RFC 2047 words, raw 8-bit bytes in any
+charset), and leaves the body to :attr:`ParsedMail.body`, which walks the MIME tree on first use.
+
+Whatever the bytes contain, every function here returns something: undecodable text is replaced,
+broken MIME is read as far as it goes, a missing Message-ID gets a stable synthetic one from the
+SHA-256 of the raw bytes.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+from functools import cached_property
+from html.parser import HTMLParser
+
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+_MSGID = re.compile(r"<([^<>\s]+)>")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+# Charset labels mail software writes, mapped to the codec that decodes what they really send.
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cp936": "gb18030",
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "us-ascii": "cp1252",
+    "ascii": "cp1252",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+    "windows-874": "cp874",
+    "utf8": "utf-8",
+    "unicode-1-1-utf-7": "utf-7",
+}
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Text from ``data`` in ``charset`` (or a good guess); bad bytes become U+FFFD, never raise."""
+    if charset:
+        label = charset.strip().strip('"').lower()
+        codec = _CHARSET_ALIASES.get(label, label)
+        try:
+            return data.decode(codec, errors="replace")
+        except (LookupError, ValueError):
+            pass  # unknown or unusable label: guess below
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data[:65536]).best()
+        if best is not None:
+            return data.decode(best.encoding, errors="replace")
+    except Exception:  # noqa: BLE001 - a guesser failure must not lose the message
+        pass
+    return data.decode("cp1252", errors="replace")
+
+
+def clean_text(text: str, limit: int | None = None) -> str:
+    """``text`` made storable everywhere: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    if limit is not None and len(text) > limit:
+        text = text[:limit]
+    return text
+
+
+def _raw_header_text(value: object) -> str:
+    """A compat32 header value as text; raw 8-bit bytes (surrogate-escaped) decoded as UTF-8/1252."""
+    if not isinstance(value, str):
+        value = str(value)
+    try:
+        value.encode("ascii")
+        return value
+    except UnicodeEncodeError:
+        pass
+    data = value.encode("ascii", errors="surrogateescape") if _has_surrogates(value) else None
+    if data is None:
+        return value
+    return decode_bytes(data)
+
+
+def _has_surrogates(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def decode_header_value(value: object) -> str:
+    """Decode a header value: RFC 2047 encoded words and raw 8-bit bytes; unfolded, stripped."""
+    if value is None:
+        return ""
+    text = _raw_header_text(value)
+    if "=?" in text:
+        try:
+            parts = decode_header(text)
+        except Exception:  # noqa: BLE001 - malformed encoded words: keep the literal text
+            parts = [(text, None)]
+        pieces: list[str] = []
+        for chunk, charset in parts:
+            if isinstance(chunk, str):
+                pieces.append(chunk)
+            elif charset is None:  # unencoded text, which decode_header turned into bytes
+                pieces.append(chunk.decode("raw-unicode-escape", errors="replace"))
+            else:
+                pieces.append(decode_bytes(chunk, charset))
+        text = "".join(pieces)
+    text = text.replace("\r", "").replace("\n", "")
+    return clean_text(" ".join(text.split()) if "\t" in text else text.strip())
+
+
+def message_ids(value: str | None) -> list[str]:
+    """All ``<id>`` tokens of a Message-ID/In-Reply-To/References value, without brackets, in order."""
+    if not value:
+        return []
+    ids = _MSGID.findall(value)
+    if not ids:
+        bare = value.strip()
+        if bare and " " not in bare and "@" in bare:
+            ids = [bare]
+    return [clean_text(i, 990) for i in ids]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried by a message (its bytes stay in the raw message)."""
+
+    name: str
+    type: str
+    size: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type, "size": self.size}
+
+
+@dataclass(frozen=True)
+class Body:
+    """The text a person reads (text/plain preferred, else HTML as text) and the attachments."""
+
+    text: str
+    source: str  # "text/plain", "text/html", or "none"
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass
+class ParsedMail:
+    """The headers routing reads, decoded once; the full MIME tree and body only on demand."""
+
+    raw: bytes
+    headers: Message
+    message_id: str
+    message_id_synthetic: bool
+    subject: str
+    from_header: str
+    from_addresses: list[tuple[str, str]]
+    sender_header: list[tuple[str, str]]
+    in_reply_to: list[str]
+    references: list[str]
+    content_type: str
+    report_type: str
+    _full: Message | None = field(default=None, repr=False)
+
+    def header(self, name: str) -> str:
+        """One decoded header value ('' when absent)."""
+        return decode_header_value(self.headers.get(name))
+
+    def raw_header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else _raw_header_text(value)
+
+    def header_all(self, name: str) -> list[str]:
+        return [_raw_header_text(v) for v in (self.headers.get_all(name) or [])]
+
+    @property
+    def message(self) -> Message:
+        """The whole message as an ``email.message.Message`` (compat32), parsed on first use."""
+        if self._full is None:
+            try:
+                self._full = message_from_bytes(self.raw, policy=compat32)
+            except Exception:  # noqa: BLE001 - fall back to the headers alone
+                self._full = self.headers
+        return self._full
+
+    @cached_property
+    def body(self) -> Body:
+        """Body text and attachments, decoded on first use."""
+        try:
+            return extract_body(self.message)
+        except Exception:  # noqa: BLE001 - decode what can be decoded, never crash
+            return Body(text=decode_bytes(_after_headers(self.raw)), source="none")
+
+
+def _after_headers(raw: bytes) -> bytes:
+    match = _BLANK_LINE.search(raw)
+    return raw[match.end():] if match else b""
+
+
+def parse_message(raw: bytes, *, sha256: str | None = None) -> ParsedMail:
+    """Read the header block of ``raw`` and decode what routing needs. Never raises."""
+    match = _BLANK_LINE.search(raw)
+    head = raw[: match.end()] if match else raw
+    try:
+        headers = _HEADER_PARSER.parsebytes(head)
+    except Exception:  # noqa: BLE001 - unparseable header block: route it as header-less mail
+        headers = Message()
+
+    ids = message_ids(_raw_header_text(headers.get("Message-ID", "")) if headers.get("Message-ID") else None)
+    if ids:
+        message_id, synthetic = ids[0], False
+    else:
+        digest = sha256 or hashlib.sha256(raw).hexdigest()
+        message_id, synthetic = f"{digest[:40]}@synthetic.ticketpost.invalid", True
+
+    from_header = decode_header_value(headers.get("From"))
+    content_type, params = _content_type(headers)
+    return ParsedMail(
+        raw=raw,
+        headers=headers,
+        message_id=message_id,
+        message_id_synthetic=synthetic,
+        subject=decode_header_value(headers.get("Subject")),
+        from_header=from_header,
+        from_addresses=_addresses(headers.get_all("From") or []),
+        sender_header=_addresses(headers.get_all("Sender") or []),
+        in_reply_to=message_ids(_raw_header_text(headers.get("In-Reply-To") or "")),
+        references=message_ids(" ".join(_raw_header_text(v) for v in headers.get_all("References") or [])),
+        content_type=content_type,
+        report_type=params.get("report-type", "").lower(),
+    )
+
+
+def _content_type(headers: Message) -> tuple[str, dict[str, str]]:
+    value = headers.get("Content-Type")
+    if not value:
+        return "text/plain", {}
+    text = _raw_header_text(value)
+    main, _, rest = text.partition(";")
+    params: dict[str, str] = {}
+    for item in rest.split(";"):
+        key, sep, val = item.partition("=")
+        if sep:
+            params[key.strip().lower()] = val.strip().strip('"')
+    return main.strip().lower() or "text/plain", params
+
+
+def _addresses(values: list[object]) -> list[tuple[str, str]]:
+    """(display name, address) pairs of address headers, names RFC 2047-decoded."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        text = _raw_header_text(value)
+        try:
+            found = getaddresses([text])
+        except Exception:  # noqa: BLE001 - malformed address list
+            found = []
+        for name, addr in found:
+            if not addr and not name:
+                continue
+            pairs.append((decode_header_value(name) if name else "", clean_text(addr.strip())))
+    return pairs
+
+
+# --- body -----------------------------------------------------------------------------------------
+
+
+def extract_body(message: Message) -> Body:
+    """Walk the MIME tree: first text/plain wins, else first text/html as text; collect files."""
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[Attachment] = []
+    _walk(message, plain, html, attachments, depth=0)
+    if plain:
+        return Body(text=clean_text("\n\n".join(plain)), source="text/plain",
+                    attachments=tuple(attachments))
+    if html:
+        return Body(text=clean_text(html_to_text("\n".join(html))), source="text/html",
+                    attachments=tuple(attachments))
+    return Body(text="", source="none", attachments=tuple(attachments))
+
+
+def _walk(part: Message, plain: list[str], html: list[str], files: list[Attachment],
+          *, depth: int, in_alternative: bool = False) -> None:
+    if depth > 50:
+        return
+    ctype = (part.get_content_type() or "text/plain").lower()
+    if ctype == "message/rfc822":  # a forwarded message is a file of this one, not its body
+        files.append(Attachment(_filename(part) or _inner_subject(part), ctype, _size(part)))
+        return
+    if part.is_multipart():
+        children = part.get_payload()
+        if not isinstance(children, list):
+            return
+        if ctype == "multipart/alternative":
+            _walk_alternative(children, plain, html, files, depth=depth)
+            return
+        for child in children:
+            if isinstance(child, Message):
+                _walk(child, plain, html, files, depth=depth + 1)
+        return
+    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    filename = _filename(part)
+    if (disposition == "attachment" or (filename and disposition != "inline")
+            or ctype not in ("text/plain", "text/html")):
+        files.append(Attachment(filename or "attachment", ctype, _size(part)))
+        return
+    text = _text(part)
+    if ctype == "text/html":
+        html.append(text)
+    elif not plain or not in_alternative:
+        plain.append(text)
+
+
+def _walk_alternative(children, plain, html, files, *, depth: int) -> None:
+    """Of alternatives, take the text/plain one; without it, the richest HTML."""
+    sub_plain: list[str] = []
+    sub_html: list[str] = []
+    for child in children:
+        if isinstance(child, Message):
+            _walk(child, sub_plain, sub_html, files, depth=depth + 1, in_alternative=True)
+    if sub_plain:
+        plain.append(sub_plain[0])
+    elif sub_html:
+        html.append(sub_html[-1])
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001
+        name = None
+    if name is None:
+        name = part.get_param("name")
+        if isinstance(name, tuple):
+            name = name[2]
+    if not name:
+        return ""
+    if isinstance(name, bytes):
+        name = decode_bytes(name)
+    return clean_text(decode_header_value(name), 255)
+
+
+def _inner_subject(part: Message) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        subject = decode_header_value(payload[0].get("Subject"))
+        if subject:
+            return clean_text(subject, 200) + ".eml"
+    return "message.eml"
+
+
+def _payload_bytes(part: Message) -> bytes:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return b"".join(p.as_bytes() for p in payload if isinstance(p, Message))
+    if not isinstance(payload, str):
+        payload = str(payload)
+    cte = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+    data = payload.encode("ascii", errors="surrogateescape")
+    if cte == "base64":
+        try:
+            return binascii.a2b_base64(data)
+        except (binascii.Error, ValueError):
+            decoded = part.get_payload(decode=True)
+            return decoded if isinstance(decoded, bytes) else data
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(data)
+    if cte in ("x-uuencode", "uuencode", "uue", "x-uue"):
+        decoded = part.get_payload(decode=True)
+        return decoded if isinstance(decoded, bytes) else data
+    return data
+
+
+def _size(part: Message) -> int:
+    try:
+        return len(_payload_bytes(part))
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _text(part: Message) -> str:
+    data = _payload_bytes(part)
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # noqa: BLE001
+        charset = None
+    return decode_bytes(data, charset).replace("\r\n", "\n")
+
+
+class _HtmlText(HTMLParser):
+    """Collects the readable text of an HTML document."""
+
+    BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
+                       "table", "blockquote", "pre", "hr", "ul", "ol", "section", "article"})
+    SKIP = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif tag in self.BLOCK:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+        elif tag in self.BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.out.append(data)
+
+
+_SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
+_NEWLINES = re.compile(r"\n\s*\n\s*\n+")
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from HTML: block elements become line breaks, scripts and styles go."""
+    parser = _HtmlText()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # noqa: BLE001 - broken HTML: keep what was read
+        pass
+    text = "".join(parser.out)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _NEWLINES.sub("\n\n", "\n".join(lines)).strip()

@@ -1,0 +1,245 @@
+"""The routing pipeline: the ordered steps, and the one place an outcome is recorded (SPEC §3).
+
+``route_inbound(id)`` loads the stored raw message, runs the steps in :data:`STEPS` order on one
+:class:`~routing.context.RoutingContext`, and commits the ticket work together with the inbound
+row's outcome, reason and explanation: one transaction. Steps end routing early by raising
+:class:`~routing.outcomes.RoutingStop`; it is caught only here. Anything else is an
+infrastructure fault: roll back, count the attempt, re-raise so the queue retries; when retries
+are exhausted the queue calls :func:`record_failure`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import InboundMessage, Ticket, utcnow
+from models.db import get_engine
+from routing.context import RoutingContext
+from routing.mailparse import clean_text
+from routing.outcomes import RoutingStop
+from routing.steps.client import client
+from routing.steps.contact import contact
+from routing.steps.loop_guard import loop_guard
+from routing.steps.parse import parse
+from routing.steps.policy import policy
+from routing.steps.sender import sender
+from routing.steps.thread import thread
+from routing.steps.write import write
+
+log = logging.getLogger("ticketpost.routing")
+
+Step = Callable[[RoutingContext], None]
+
+#: The routing steps, in order. Each takes the context and either fills in its part or raises
+#: RoutingStop with the final outcome.
+STEPS: tuple[Step, ...] = (parse, loop_guard, sender, client, contact, thread, policy, write)
+
+
+class InboundNotFound(LookupError):
+    """Raised when no inbound message has the given id (nothing to route; retrying cannot help)."""
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """The decision about one inbound message, as stored on its row."""
+
+    inbound_id: int
+    outcome: str
+    reason: str
+    explanation: list[dict] = field(default_factory=list)
+    client_id: int | None = None
+    contact_id: int | None = None
+    ticket_id: int | None = None
+    ticket_number: int | None = None
+
+
+def _settings(settings):
+    if settings is not None:
+        return settings
+    from ticketpost.settings import get_settings  # wiring default only
+
+    return get_settings()
+
+
+def _engine(engine: Engine | None, settings) -> Engine:
+    return engine if engine is not None else get_engine(settings.database_url)
+
+
+def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=None) -> RouteResult:
+    """Route one stored inbound message and return its outcome; idempotent.
+
+    An inbound message already ``routed`` returns its stored result and nothing changes. The row
+    is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises
+    writers), so concurrent calls for one id produce one ticket message; the unique
+    ``ticket_messages.inbound_id`` is the last line of defence. Raises InboundNotFound for an
+    unknown id, and re-raises any unexpected error after rolling back (the queue retries).
+    """
+    settings = _settings(settings)
+    engine = _engine(engine, settings)
+    session = Session(engine, expire_on_commit=False)
+    try:
+        inbound = session.scalars(
+            select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
+        ).first()
+        if inbound is None:
+            raise InboundNotFound(f"no inbound message with id {inbound_id}")
+        if inbound.status == "routed":
+            result = stored_result(session, inbound)
+            session.rollback()
+            return result
+        inbound.attempts = (inbound.attempts or 0) + 1
+        ctx = RoutingContext(session=session, settings=settings, inbound=inbound)
+        result = _run(ctx)
+        session.commit()
+        return result
+    except IntegrityError:
+        # Another delivery of the same id won the race to the ticket message: return its result.
+        session.rollback()
+        stored = _stored_if_routed(engine, inbound_id)
+        if stored is None:
+            _count_attempt(engine, inbound_id)
+            raise
+        return stored
+    except InboundNotFound:
+        session.rollback()
+        raise
+    except BaseException:
+        session.rollback()
+        _count_attempt(engine, inbound_id)
+        raise
+    finally:
+        session.close()
+
+
+def _run(ctx: RoutingContext) -> RouteResult:
+    """Run every step; a RoutingStop ends the run with its outcome. Records the outcome."""
+    name = ""
+    try:
+        for step in STEPS:
+            name = step.__name__
+            step(ctx)
+    except RoutingStop as stop:
+        ctx.outcome, ctx.reason = stop.outcome, stop.reason
+        ctx.explain(getattr(stop, "step", None) or name, stop.reason)
+    return record_outcome(
+        ctx.session,
+        ctx.inbound,
+        status="routed",
+        outcome=ctx.outcome or "failed",
+        reason=ctx.reason,
+        explanation=ctx.explanation,
+        client_id=ctx.client.id if ctx.client is not None else None,
+        contact_id=ctx.contact.id if ctx.contact is not None else None,
+        ticket=ctx.ticket if ctx.outcome in ("ticket_created", "ticket_updated", "triaged") else None,
+    )
+
+
+def record_outcome(
+    session: Session,
+    inbound: InboundMessage,
+    *,
+    status: str,
+    outcome: str,
+    reason: str,
+    explanation: list[dict],
+    client_id: int | None = None,
+    contact_id: int | None = None,
+    ticket: Ticket | None = None,
+) -> RouteResult:
+    """THE place an inbound message's outcome is recorded (in the caller's transaction) and logged."""
+    inbound.status = status
+    inbound.outcome = outcome
+    inbound.reason = clean_text(reason or "")
+    inbound.explanation = [
+        {"step": clean_text(str(e.get("step", ""))), "decision": clean_text(str(e.get("decision", "")))}
+        for e in explanation
+    ]
+    inbound.client_id = client_id
+    inbound.contact_id = contact_id
+    inbound.ticket_id = ticket.id if ticket is not None else None
+    inbound.routed_at = utcnow()
+    session.flush()
+    log.info(
+        "inbound %s: %s (%s)", inbound.id, outcome, inbound.reason,
+        extra={"inbound_id": inbound.id, "outcome": outcome},
+    )
+    return RouteResult(
+        inbound_id=inbound.id,
+        outcome=outcome,
+        reason=inbound.reason,
+        explanation=list(inbound.explanation),
+        client_id=client_id,
+        contact_id=contact_id,
+        ticket_id=inbound.ticket_id,
+        ticket_number=ticket.number if ticket is not None else None,
+    )
+
+
+def stored_result(session: Session, inbound: InboundMessage) -> RouteResult:
+    """The RouteResult recorded on an inbound row."""
+    number = None
+    if inbound.ticket_id is not None:
+        number = session.scalar(select(Ticket.number).where(Ticket.id == inbound.ticket_id))
+    return RouteResult(
+        inbound_id=inbound.id,
+        outcome=inbound.outcome or "",
+        reason=inbound.reason or "",
+        explanation=list(inbound.explanation or []),
+        client_id=inbound.client_id,
+        contact_id=inbound.contact_id,
+        ticket_id=inbound.ticket_id,
+        ticket_number=number,
+    )
+
+
+def _stored_if_routed(engine: Engine, inbound_id: int) -> RouteResult | None:
+    with Session(engine) as session:
+        inbound = session.get(InboundMessage, inbound_id)
+        if inbound is None or inbound.status != "routed":
+            return None
+        return stored_result(session, inbound)
+
+
+def _count_attempt(engine: Engine, inbound_id: int) -> None:
+    """After a rolled-back attempt, still count it (best effort: the database may be the fault)."""
+    try:
+        with Session(engine) as session, session.begin():
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == inbound_id, InboundMessage.status != "routed")
+                .values(attempts=InboundMessage.attempts + 1)
+            )
+    except Exception:  # noqa: BLE001 - the original error is the one that matters
+        log.debug("could not count the failed attempt of inbound %s", inbound_id, exc_info=True)
+
+
+def record_failure(inbound_id: int, *, error: str, engine: Engine | None = None) -> None:
+    """Mark an inbound message ``failed`` after its retries are exhausted; the raw bytes stay.
+
+    A message routed in the meantime is left alone. ``failed`` messages can be replayed.
+    """
+    engine = _engine(engine, _settings(None)) if engine is None else engine
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        inbound = session.scalars(
+            select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
+        ).first()
+        if inbound is None:
+            raise InboundNotFound(f"no inbound message with id {inbound_id}")
+        if inbound.status == "routed":
+            return
+        reason = clean_text(error or "routing failed", 4000)
+        record_outcome(
+            session,
+            inbound,
+            status="failed",
+            outcome="failed",
+            reason=reason,
+            explanation=[{"step": "failed", "decision": reason}],
+        )

@@ -1,0 +1,29 @@
+"""Step 4, client: an existing contact with the sender's address decides; else the domain match."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models import Client, Contact
+from routing.context import RoutingContext
+from routing.domains import match_domain
+
+
+def client(ctx: RoutingContext) -> None:
+    """Find the sender's client (None = unknown sender) and, on the way, the existing contact."""
+    session = ctx.session
+    contact = session.scalars(select(Contact).where(Contact.email == ctx.sender_email).limit(1)).first()
+    if contact is not None:
+        ctx.contact = contact
+        ctx.client = session.get(Client, contact.client_id)
+        ctx.client_via = "contact"
+        ctx.explain("client", f"{ctx.sender_email} is a contact of client {ctx.client.name!r} (id {ctx.client.id})")
+        return
+    match = match_domain(session, ctx.sender_domain or "")
+    if match is None:
+        ctx.explain("client", f"no contact {ctx.sender_email} and no client owns {ctx.sender_domain} or a parent domain")
+        return
+    ctx.client = session.get(Client, match.client_id)
+    ctx.client_via = f"domain {match.domain}"
+    how = "exactly" if match.domain == ctx.sender_domain else f"as a subdomain of {match.domain}"
+    ctx.explain("client", f"domain {ctx.sender_domain} matches client {ctx.client.name!r} (id {ctx.client.id}) {how}")

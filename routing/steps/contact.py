@@ -1,0 +1,86 @@
+"""Step 5, contact: the existing contact, or a new auto-created one when the client is known."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from models import Contact
+from routing.context import RoutingContext
+from routing.mailparse import clean_text
+from routing.outcomes import Ignored
+
+_NAME_SPLIT = re.compile(r"[._\-+]+")
+
+
+def names_for(display_name: str, address: str) -> tuple[str, str]:
+    """First and last name from the display name (``Last, First`` too), else from the local part."""
+    name = " ".join(display_name.replace('"', " ").split())
+    if name and "@" not in name:
+        if "," in name:
+            last, _, first = name.partition(",")
+            first, last = first.strip(), last.strip()
+            if first and last:
+                return clean_text(first, 100), clean_text(last, 100)
+            name = (first or last)
+        parts = name.split(" ")
+        if len(parts) == 1:
+            return clean_text(parts[0], 100), ""
+        return clean_text(" ".join(parts[:-1]), 100), clean_text(parts[-1], 100)
+    local = address.partition("@")[0].strip('"')
+    pieces = [p for p in _NAME_SPLIT.split(local) if p]
+    if not pieces:
+        return clean_text(local[:100] or "unknown", 100), ""
+    pieces = [p.capitalize() for p in pieces]
+    if len(pieces) == 1:
+        return clean_text(pieces[0], 100), ""
+    return clean_text(" ".join(pieces[:-1]), 100), clean_text(pieces[-1], 100)
+
+
+def contact(ctx: RoutingContext) -> None:
+    """Keep the existing contact or create one; raise Ignored for a muted contact."""
+    if ctx.contact is None and ctx.client is not None:
+        if not ctx.settings.auto_create_contacts:
+            ctx.explain("contact", f"{ctx.sender_email} is not a contact; automatic creation is off")
+        else:
+            ctx.contact, ctx.contact_created = _get_or_create(ctx)
+            c = ctx.contact
+            if ctx.contact_created:
+                ctx.explain("contact", f"created contact {c.first_name} {c.last_name}".rstrip()
+                            + f" <{c.email}> (id {c.id}) for client {ctx.client.name!r}")
+            else:
+                ctx.explain("contact", f"contact {c.email} (id {c.id}) was created at the same moment by another delivery")
+    elif ctx.contact is not None:
+        c = ctx.contact
+        role = "the primary contact" if c.is_primary else "a contact"
+        ctx.explain("contact", f"{c.first_name} {c.last_name} (id {c.id}) is {role} of the client".replace("  ", " "))
+    else:
+        ctx.explain("contact", "no contact: the sender's client is unknown")
+    if ctx.contact is not None and ctx.contact.ignore_email:
+        raise Ignored("ignored_contact_muted", f"contact {ctx.contact.email} is set to ignore e-mail")
+
+
+def _get_or_create(ctx: RoutingContext) -> tuple[Contact, bool]:
+    """Insert the contact in a savepoint; a concurrent insert of the same e-mail wins, we reuse it."""
+    session = ctx.session
+    first, last = names_for(ctx.sender_name, ctx.sender_email or "")
+    new = Contact(
+        client_id=ctx.client.id,
+        first_name=first,
+        last_name=last,
+        email=ctx.sender_email,
+        auto_created=True,
+        is_primary=False,
+        ignore_email=False,
+    )
+    try:
+        with session.begin_nested():
+            session.add(new)
+        return new, True
+    except IntegrityError:
+        existing = session.scalars(select(Contact).where(Contact.email == ctx.sender_email)).first()
+        if existing is None:
+            raise
+        return existing, False

@@ -1,0 +1,106 @@
+"""Step 3, sender: the From address, normalised; plus the duplicate check and the rate limit."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from models import Ticket, TicketMessage
+from models.domain_names import InvalidDomain, normalize_domain
+from routing.context import RoutingContext
+from routing.mailparse import clean_text
+from routing.outcomes import Ignored, Rejected
+from routing.steps.loop_guard import rate_limit
+
+# RFC 5322 dot-atom local part, plus the quoted-string form; generous, since mail servers
+# already accepted the message: this only refuses what cannot be an address at all.
+_LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*|"[^"\r\n]*")$""")
+
+
+class InvalidAddress(ValueError):
+    """Raised when a string is not a usable e-mail address; the message says why."""
+
+
+def normalize_address(address: str) -> tuple[str, str]:
+    """``Bob@Bücher.EXAMPLE`` → (``bob@xn--bcher-kva.example``, domain); raise InvalidAddress.
+
+    The domain becomes its lower-case IDNA A-label; the local part is lower-cased too, since
+    contacts are matched case-insensitively (SPEC §1).
+    """
+    address = address.strip().strip("<>").strip()
+    if not address:
+        raise InvalidAddress("the address is empty")
+    if "@" not in address:
+        raise InvalidAddress(f"{address[:100]!r} has no @")
+    local, _, domain = address.rpartition("@")
+    if not local:
+        raise InvalidAddress(f"{address[:100]!r} has nothing before the @")
+    if len(local) > 64 or not _LOCAL.match(local):
+        raise InvalidAddress(f"{local[:64]!r} is not a valid local part")
+    try:
+        domain = normalize_domain(domain)
+    except InvalidDomain as exc:
+        raise InvalidAddress(str(exc)) from None
+    full = f"{local.lower()}@{domain}"
+    if len(full) > 254:
+        raise InvalidAddress("the address is longer than 254 characters")
+    return clean_text(full), domain
+
+
+def sender(ctx: RoutingContext) -> None:
+    """Pick the sender address; raise Rejected(rejected_invalid_sender) when there is none."""
+    mail = ctx.mail
+    assert mail is not None
+    candidates = mail.from_addresses
+    problems: list[str] = []
+    chosen: tuple[str, str, str] | None = None  # (name, address, domain)
+    for name, address in candidates:
+        try:
+            normalized, domain = normalize_address(address)
+        except InvalidAddress as exc:
+            problems.append(f"{address[:100]!r}: {exc}")
+            continue
+        chosen = (name, normalized, domain)
+        break
+    via = "From"
+    if chosen is None and len(candidates) > 1:
+        for name, address in mail.sender_header:
+            try:
+                normalized, domain = normalize_address(address)
+            except InvalidAddress:
+                continue
+            chosen, via = (name, normalized, domain), "Sender"
+            break
+    if chosen is None:
+        if not candidates:
+            raw_from = mail.raw_header("From")
+            why = "the message has no From header" if raw_from is None else f"From {mail.from_header[:200]!r} holds no address"
+        else:
+            why = "no usable From address (" + "; ".join(problems)[:500] + ")"
+        raise Rejected("rejected_invalid_sender", why)
+
+    name, address, domain = chosen
+    ctx.sender_name, ctx.sender_email, ctx.sender_domain = name, address, domain
+    ctx.inbound.sender_email = address
+    if len(candidates) > 1:
+        listed = ", ".join(a for _, a in candidates)[:300]
+        if via == "Sender":
+            ctx.explain("sender", f"From lists {len(candidates)} addresses ({listed}), none usable; using the Sender header {address}")
+        else:
+            ctx.explain("sender", f"From lists {len(candidates)} addresses ({listed}); using the first valid one, {address}")
+    else:
+        ctx.explain("sender", f"sender {address}")
+
+    rate_limit(ctx)
+    duplicate = ctx.session.scalars(
+        select(Ticket.number)
+        .join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
+        .where(TicketMessage.message_id == ctx.inbound.message_id, TicketMessage.sender_email == address)
+        .limit(1)
+    ).first()
+    if duplicate is not None:
+        raise Ignored(
+            "ignored_duplicate",
+            f"message <{ctx.inbound.message_id}> from {address} is already on ticket #{duplicate}",
+        )

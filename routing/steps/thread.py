@@ -1,0 +1,97 @@
+"""Step 6, thread: does the message continue a ticket? In-Reply-To, References, then subject tag."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, union_all
+
+from models import OutboundMessage, Ticket, TicketMessage
+from routing.context import RoutingContext
+from routing.subjects import new_ticket_subject, ticket_tags
+
+MAX_REFERENCES = 100  # a References header longer than this is cut to its newest ids
+
+
+def thread(ctx: RoutingContext) -> None:
+    """Set ``ctx.ticket`` when the message replies to a ticket, else ``ctx.subject`` for a new one."""
+    mail = ctx.mail
+    assert mail is not None
+    ticket = _by_headers(ctx)
+    if ticket is None:
+        ticket = _by_subject_tag(ctx)
+    if ticket is None:
+        ctx.subject = new_ticket_subject(mail.subject)
+        return
+    ctx.ticket = ticket
+    if ticket.status in ("resolved", "closed"):
+        ctx.reopened = True
+        ctx.explain("thread", f"ticket #{ticket.number} was {ticket.status}; the reply reopens it")
+
+
+def _by_headers(ctx: RoutingContext) -> Ticket | None:
+    mail = ctx.mail
+    in_reply_to = [i for i in mail.in_reply_to if i != mail.message_id]
+    references = [i for i in mail.references if i != mail.message_id][-MAX_REFERENCES:]
+    # newest first: In-Reply-To, then References from the last (the parent) to the first (root)
+    ordered: list[tuple[str, str]] = [("In-Reply-To", i) for i in in_reply_to]
+    ordered += [("References", i) for i in reversed(references) if i not in in_reply_to]
+    if not ordered:
+        return None
+    ids = list(dict.fromkeys(i for _, i in ordered))
+    rows = ctx.session.execute(
+        union_all(
+            select(TicketMessage.message_id, TicketMessage.ticket_id).where(TicketMessage.message_id.in_(ids)),
+            select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(OutboundMessage.message_id.in_(ids)),
+        )
+    ).all()
+    found = {}
+    for message_id, ticket_id in rows:
+        found.setdefault(message_id, ticket_id)
+    for header, message_id in ordered:
+        ticket_id = found.get(message_id)
+        if ticket_id is None:
+            continue
+        ticket = ctx.session.get(Ticket, ticket_id)
+        if ticket is None:
+            continue
+        note = ""
+        if ticket.client_id is not None and ctx.client is not None and ticket.client_id != ctx.client.id:
+            note = " (the sender belongs to another client; the Message-ID reference is trusted)"
+        ctx.explain("thread", f"{header} <{message_id}> is on ticket #{ticket.number}{note}")
+        return ticket
+    ctx.explain("thread", f"none of the {len(ids)} referenced Message-IDs is on a ticket")
+    return None
+
+
+def _by_subject_tag(ctx: RoutingContext) -> Ticket | None:
+    tags = ticket_tags(ctx.mail.subject)
+    if not tags:
+        if not ctx.mail.in_reply_to and not ctx.mail.references:
+            ctx.explain("thread", "not a reply (no In-Reply-To, References or ticket tag): a new ticket")
+        return None
+    for number in tags:
+        ticket = ctx.session.scalars(select(Ticket).where(Ticket.number == number).limit(1)).first()
+        if ticket is None:
+            ctx.explain("thread", f"subject tag [#{number}] names no ticket; ignored")
+            continue
+        if _sender_belongs(ctx, ticket):
+            ctx.explain("thread", f"subject tag [#{number}] names ticket #{ticket.number} of the sender's client")
+            return ticket
+        ctx.explain(
+            "thread",
+            f"subject tag [#{number}] ignored: ticket #{ticket.number} does not belong to the sender's client"
+            + ("" if ctx.client is not None else " (the sender's client is unknown)")
+            + "; a tag alone cannot add mail to another client's ticket",
+        )
+    return None
+
+
+def _sender_belongs(ctx: RoutingContext, ticket: Ticket) -> bool:
+    """The sender may use the ticket's tag: same client; for a triage ticket, a previous sender."""
+    if ticket.client_id is not None:
+        return ctx.client is not None and ctx.client.id == ticket.client_id
+    earlier = ctx.session.scalars(
+        select(TicketMessage.id)
+        .where(TicketMessage.ticket_id == ticket.id, TicketMessage.sender_email == ctx.sender_email)
+        .limit(1)
+    ).first()
+    return earlier is not None

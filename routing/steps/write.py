@@ -1,0 +1,59 @@
+"""Step 8, write: the new ticket and its first message, or the appended reply."""
+
+from __future__ import annotations
+
+from models import utcnow
+from routing.context import RoutingContext
+from routing.mailparse import clean_text
+from routing.tickets import open_ticket
+from models import TicketMessage
+
+
+def _message_fields(ctx: RoutingContext) -> dict:
+    body = ctx.mail.body
+    return {
+        "inbound_id": ctx.inbound.id,
+        "message_id": clean_text(ctx.inbound.message_id or "", 998),
+        "sender_email": ctx.sender_email,
+        "body_text": body.text,
+        "attachments": [a.as_dict() for a in body.attachments],
+    }
+
+
+def write(ctx: RoutingContext) -> None:
+    """Create or update the ticket; set ``ctx.outcome`` and ``ctx.reason`` (committed by the pipeline)."""
+    at = ctx.inbound.received_at or utcnow()
+    if ctx.ticket is not None:
+        ticket = ctx.ticket
+        ctx.session.add(TicketMessage(ticket_id=ticket.id, created_at=at, **_message_fields(ctx)))
+        if ctx.reopened:
+            ticket.status = "open"
+        ticket.updated_at = utcnow()
+        ctx.session.flush()
+        ctx.outcome = "ticket_updated"
+        ctx.reason = f"appended to ticket #{ticket.number}" + (" and reopened it" if ctx.reopened else "")
+        ctx.explain("write", ctx.reason)
+        return
+    ticket = open_ticket(
+        ctx.session,
+        client=ctx.client,
+        contact=ctx.contact,
+        subject=clean_text(ctx.subject),
+        channel="email",
+        at=at,
+        first_message=_message_fields(ctx),
+    )
+    ctx.ticket = ticket
+    if ctx.client is None:
+        ctx.outcome = "triaged"
+        ctx.reason = f"new ticket #{ticket.number} in triage: {ctx.sender_email} belongs to no client"
+    else:
+        ctx.outcome = "ticket_created"
+        ctx.reason = f"new ticket #{ticket.number} for client {ctx.client.name!r}"
+    details = []
+    if ticket.contract_id is not None:
+        details.append(f"contract id {ticket.contract_id}")
+    if ticket.sla_snapshot:
+        due = ticket.first_response_due_at
+        details.append(f"SLA {ticket.sla_snapshot['name']!r}" + (f", first response due {due.isoformat()}" if due else ""))
+    ctx.explain("write", ctx.reason + (f" ({'; '.join(details)})" if details else ""))

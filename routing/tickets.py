@@ -1,0 +1,105 @@
+"""Open a ticket: number, active contract, SLA snapshot and due times (SPEC §1, §3 step 8).
+
+Used by the routing pipeline for e-mail and by the admin API for tickets created through the API
+or portal (which the primary-contact rule never refuses).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
+from routing.sla import InvalidBusinessHours, due_at
+
+
+def active_contract(session: Session, *, client_id: int, on: date) -> Contract | None:
+    """The client's contract whose [start_date, end_date] covers ``on``; latest start wins.
+
+    An open start counts as "since always" (so it loses to any dated start); ties go to the
+    newest contract.
+    """
+    return session.scalars(
+        select(Contract)
+        .where(
+            Contract.client_id == client_id,
+            (Contract.start_date.is_(None)) | (Contract.start_date <= on),
+            (Contract.end_date.is_(None)) | (Contract.end_date >= on),
+        )
+        .order_by(Contract.start_date.desc().nulls_last(), Contract.id.desc())
+        .limit(1)
+    ).first()
+
+
+def sla_snapshot(sla: Sla) -> dict:
+    """The SLA terms copied onto a ticket, so later SLA edits do not move its due times."""
+    return {
+        "sla_id": sla.id,
+        "name": sla.name,
+        "first_response_minutes": sla.first_response_minutes,
+        "resolution_minutes": sla.resolution_minutes,
+        "business_hours": sla.business_hours,
+    }
+
+
+def apply_sla(ticket: Ticket, sla: Sla | None, *, at: datetime) -> None:
+    """Set the ticket's SLA snapshot and due times from ``sla`` (None clears them).
+
+    Business hours that cannot be read leave the due times empty rather than failing the ticket;
+    the snapshot keeps the definition so the problem is visible.
+    """
+    if sla is None:
+        ticket.sla_snapshot = None
+        ticket.first_response_due_at = ticket.resolution_due_at = None
+        return
+    ticket.sla_snapshot = sla_snapshot(sla)
+    try:
+        ticket.first_response_due_at = due_at(at, sla.first_response_minutes, sla.business_hours)
+        ticket.resolution_due_at = due_at(at, sla.resolution_minutes, sla.business_hours)
+    except InvalidBusinessHours:
+        ticket.first_response_due_at = ticket.resolution_due_at = None
+
+
+def open_ticket(
+    session: Session,
+    *,
+    client: Client | None,
+    contact: Contact | None,
+    subject: str,
+    channel: str,
+    at: datetime | None = None,
+    first_message: dict | None = None,
+) -> Ticket:
+    """Create an open ticket (flushed, so it has its id and number) and optionally its first message.
+
+    ``client`` None makes a triage ticket (no contract, no SLA). ``first_message`` holds
+    TicketMessage fields (inbound_id, message_id, sender_email, body_text, attachments).
+    The ticket number is its id.
+    """
+    at = at or utcnow()
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    ticket = Ticket(
+        client_id=client.id if client is not None else None,
+        contact_id=contact.id if contact is not None else None,
+        subject=subject,
+        status="open",
+        channel=channel,
+        created_at=at,
+        updated_at=at,
+    )
+    if client is not None:
+        contract = active_contract(session, client_id=client.id, on=at.date())
+        ticket.contract_id = contract.id if contract is not None else None
+        sla = session.get(Sla, client.sla_id) if client.sla_id is not None else None
+        apply_sla(ticket, sla, at=at)
+    session.add(ticket)
+    session.flush()
+    ticket.number = ticket.id
+    if first_message is not None:
+        fields = {"created_at": at, **first_message}
+        session.add(TicketMessage(ticket_id=ticket.id, **fields))
+    session.flush()
+    return ticket
