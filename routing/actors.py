@@ -35,6 +35,9 @@ def _route(inbound_id: int) -> None:
 
     try:
         pipeline.route_inbound(int(inbound_id))
+    except pipeline.InboundNotFound:
+        # Nothing stored under this id (deleted, or a stray message): retrying cannot help.
+        log.warning("no inbound message to route", extra={"inbound_id": inbound_id})
     except Exception as exc:
         if not _last_attempt():
             log.warning(

@@ -50,6 +50,12 @@ def setup_broker(settings: Settings | None = None) -> dramatiq.Broker:
     else:
         broker = StubBroker()
     broker.add_middleware(CurrentMessage())
+    try:
+        from ticketpost.metrics.worker import WorkerMetrics
+
+        broker.add_middleware(WorkerMetrics())
+    except ImportError:  # metrics are optional wiring
+        pass
     with _lock:
         old, _broker = _broker, broker
         dramatiq.set_broker(broker)

@@ -1,0 +1,454 @@
+"""The SMTP listener: accepts mail for the support addresses and answers 250 only once it is durable.
+
+Built on aiosmtpd. What it guarantees (SPEC §4):
+
+* Recipients: only ``TICKETPOST_SUPPORT_ADDRESSES`` (``help@msp.example`` or ``*@msp.example``,
+  case-insensitive, IDNA domains) else ``550 5.1.1``, at RCPT time. With no support addresses
+  configured any recipient is accepted, but only while listening on loopback: :func:`check_bind`
+  refuses to start on another address (that would be an open relay into the helpdesk).
+* ``SIZE`` is advertised; a declared or actual size over ``SMTP_MAX_MESSAGE_BYTES`` gets
+  ``552 5.3.4``. More than ``SMTP_MAX_CONNECTIONS`` sessions get ``421 4.7.0`` and are closed.
+* ``250`` only after :func:`ingest.store.store_inbound` committed; the database work runs in a
+  thread pool (``asyncio.to_thread``), never on the event loop. Database down → ``451 4.3.0`` and
+  nothing stored (the transaction rolls back). Then the id is enqueued; a broker outage still
+  answers ``250`` (the sweeper hands the message over later).
+* Any unexpected error → ``451 4.3.0`` with no internals in the reply (never aiosmtpd's
+  ``500 Error: (ClassName) ...``, which makes senders drop mail).
+* STARTTLS when ``SMTP_TLS_CERT`` and ``SMTP_TLS_KEY`` are set. An idle timeout between commands
+  and a separate, longer timeout for the DATA transfer; both close with ``421 4.4.2``.
+* Graceful stop: stop listening, refuse new DATA with ``421``, let the stores in flight finish
+  and answer, then close the remaining sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest.store import store_inbound
+from models.domain_names import InvalidDomain, normalize_domain
+from ticketpost.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# --- Replies: every answer we give, named ---------------------------------------------------------
+
+REPLY_RCPT_OK = "250 2.1.5 Recipient OK"
+REPLY_STORED = "250 2.0.0 OK: stored as inbound message {inbound_id}"
+REPLY_UNKNOWN_RECIPIENT = "550 5.1.1 Recipient address rejected: not a support address here"
+REPLY_TOO_BIG = "552 5.3.4 Message size exceeds the maximum allowed here"
+REPLY_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+REPLY_DATABASE_DOWN = "451 4.3.0 Temporary local problem (storage unavailable), try again later"
+REPLY_INTERNAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
+REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+REPLY_TIMEOUT = "421 4.4.2 Timeout, closing connection"
+
+#: aiosmtpd's own wording for replies we must give with enhanced status codes.
+_BUILTIN_REPLIES = {
+    "552 Error: message size exceeds fixed maximum message size": REPLY_TOO_BIG,
+    "552 Error: Too much mail data": REPLY_TOO_BIG,
+}
+
+
+class SmtpConfigError(RuntimeError):
+    """Raised when the SMTP settings would make an unsafe or unusable listener."""
+
+
+# --- Recipient policy -----------------------------------------------------------------------------
+
+
+def _canonical_address(address: str) -> str:
+    """``Help@Exämple.COM`` → ``help@xn--exmple-cua.com`` (comparison form; best effort)."""
+    local, at, domain = address.strip().strip("<>").rpartition("@")
+    if not at:
+        return address.strip().lower()
+    try:
+        domain = normalize_domain(domain)
+    except InvalidDomain:
+        domain = domain.lower()
+    return f"{local.lower()}@{domain}"
+
+
+@dataclass(frozen=True)
+class RecipientPolicy:
+    """Which RCPT TO addresses are accepted: exact addresses and whole domains (``*@domain``)."""
+
+    addresses: frozenset[str]
+    domains: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RecipientPolicy":
+        addresses, domains = set(), set()
+        for entry in settings.support_addresses:
+            entry = entry.strip()
+            if entry.startswith("*@"):
+                try:
+                    domains.add(normalize_domain(entry[2:]))
+                except InvalidDomain as exc:
+                    raise SmtpConfigError(f"TICKETPOST_SUPPORT_ADDRESSES entry {entry!r}: {exc}")
+            elif "@" in entry:
+                addresses.add(_canonical_address(entry))
+            else:
+                raise SmtpConfigError(
+                    f"TICKETPOST_SUPPORT_ADDRESSES entry {entry!r} is neither an address "
+                    "(help@msp.example) nor a domain wildcard (*@msp.example)"
+                )
+        return cls(frozenset(addresses), frozenset(domains))
+
+    @property
+    def accepts_anything(self) -> bool:
+        return not self.addresses and not self.domains
+
+    def accepts(self, address: str) -> bool:
+        """True when mail to ``address`` is for us."""
+        if self.accepts_anything:
+            return True
+        canonical = _canonical_address(address)
+        if canonical in self.addresses:
+            return True
+        return canonical.rpartition("@")[2] in self.domains
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse a listener that would accept any recipient on a non-loopback address.
+
+    Raised when SUPPORT_ADDRESSES is empty and SMTP_HOST is not loopback: SmtpConfigError.
+    """
+    policy = RecipientPolicy.from_settings(settings)
+    if policy.accepts_anything and not settings.smtp_on_loopback:
+        raise SmtpConfigError(
+            f"TICKETPOST_SUPPORT_ADDRESSES is empty, so every recipient would be accepted; "
+            f"refusing to listen on {settings.smtp_host} (an open relay into the helpdesk). "
+            "Set TICKETPOST_SUPPORT_ADDRESSES (e.g. help@msp.example or *@msp.example) "
+            "or listen on 127.0.0.1."
+        )
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context for STARTTLS, or None when no certificate is configured.
+
+    Raised when only one of cert/key is set or they cannot be loaded: SmtpConfigError.
+    """
+    cert, key = settings.smtp_tls_cert, settings.smtp_tls_key
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise SmtpConfigError("set both TICKETPOST_SMTP_TLS_CERT and TICKETPOST_SMTP_TLS_KEY")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SmtpConfigError(f"cannot load the SMTP TLS certificate/key: {exc}") from None
+    return context
+
+
+# --- Metrics, off the event loop ------------------------------------------------------------------
+
+
+class _MetricsSender:
+    """Hands SMTP metric events to ``ticketpost.metrics`` from one background thread.
+
+    The metric hooks may talk to Redis; doing that on the event loop would stall every session
+    (and for seconds while Redis is down). Events beyond a bounded backlog are dropped.
+    """
+
+    def __init__(self, backlog: int = 10_000) -> None:
+        self._queue: queue.Queue = queue.Queue(backlog)
+        self._thread: threading.Thread | None = None
+        try:
+            from ticketpost import metrics
+        except ImportError:  # metrics are optional wiring
+            metrics = None
+        self._metrics = metrics
+
+    def reply(self, status: str) -> None:
+        self._put("smtp_reply", status)
+
+    def session(self, delta: int) -> None:
+        self._put("smtp_session_delta", delta)
+
+    def _put(self, hook: str, arg) -> None:
+        if self._metrics is None:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="smtp-metrics", daemon=True)
+            self._thread.start()
+        try:
+            self._queue.put_nowait((hook, arg))
+        except queue.Full:
+            pass
+
+    def _run(self) -> None:
+        while True:
+            hook, arg = self._queue.get()
+            try:
+                getattr(self._metrics, hook)(arg)
+            except Exception:  # noqa: BLE001 - metrics never break the mail flow
+                log.debug("SMTP metric failed", exc_info=True)
+
+
+# --- The handler: what happens at RCPT and at the end of DATA -------------------------------------
+
+
+class IntakeHandler:
+    """aiosmtpd handler: recipient check at RCPT; store, commit, enqueue, then 250 at DATA."""
+
+    def __init__(self, *, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.policy = RecipientPolicy.from_settings(settings)
+        self.closing = False
+        self.in_flight = 0
+        self.accepted = 0
+        self.metrics = _MetricsSender()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        # We offer no AUTH (login_always_fail): do not advertise it after STARTTLS.
+        return [r for r in responses if not r[4:].upper().startswith("AUTH")]
+
+    async def handle_RCPT(self, server, session: Session, envelope: Envelope, address, options):
+        if not self.policy.accepts(address):
+            log.info("recipient refused", extra={"rcpt": address, "peer": str(session.peer)})
+            self.metrics.reply(REPLY_UNKNOWN_RECIPIENT)
+            return REPLY_UNKNOWN_RECIPIENT
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return REPLY_RCPT_OK
+
+    async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
+        reply = await self._data(envelope)
+        self.metrics.reply(reply)
+        return reply
+
+    async def _data(self, envelope: Envelope) -> str:
+        if self.closing:
+            return REPLY_SHUTTING_DOWN
+        raw = envelope.original_content or b""
+        mail_from = envelope.mail_from or ""
+        if mail_from == "<>":
+            mail_from = ""  # the null reverse-path of bounces
+        self.in_flight += 1
+        try:
+            inbound_id = await asyncio.to_thread(
+                self._store_and_hand_over, raw, mail_from, list(envelope.rcpt_tos)
+            )
+        except SQLAlchemyError as exc:
+            log.warning(
+                "database unavailable; answered 451",
+                extra={"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"},
+            )
+            return REPLY_DATABASE_DOWN
+        except Exception:  # noqa: BLE001 - the sender must retry, never drop the mail
+            log.exception("storing an inbound message failed; answered 451")
+            return REPLY_INTERNAL_ERROR
+        finally:
+            self.in_flight -= 1
+        self.accepted += 1
+        return REPLY_STORED.format(inbound_id=inbound_id)
+
+    def _store_and_hand_over(self, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> int:
+        """Runs in the thread pool: INSERT + COMMIT, then hand the id to the queue."""
+        from routing.broker import enqueue
+
+        inbound_id = store_inbound(
+            raw=raw, source="smtp", envelope_from=mail_from, envelope_to=rcpt_tos,
+            engine=self.engine,
+        )
+        enqueue(inbound_id)
+        return inbound_id
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session error; answered 451", exc_info=error)
+        self.metrics.reply(REPLY_INTERNAL_ERROR)
+        return REPLY_INTERNAL_ERROR
+
+
+# --- The protocol: connection cap, reply wording, timeouts ----------------------------------------
+
+
+class _Sessions:
+    """The live sessions of one listener, and the cap on how many may be open."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.live: set["IntakeSMTP"] = set()
+
+    def admit(self, protocol: "IntakeSMTP") -> bool:
+        if len(self.live) >= self.limit:
+            return False
+        self.live.add(protocol)
+        return True
+
+    def release(self, protocol: "IntakeSMTP") -> None:
+        self.live.discard(protocol)
+
+
+class IntakeSMTP(SMTP):
+    """aiosmtpd's SMTP with a connection cap, enhanced status codes and a DATA timeout."""
+
+    def __init__(self, handler: IntakeHandler, *, sessions: _Sessions, data_timeout: float, **kw):
+        super().__init__(handler, **kw)
+        self._sessions = sessions
+        self._data_timeout = data_timeout
+        self._admitted = False
+        self._refused = False
+
+    def connection_made(self, transport) -> None:
+        first = not self._admitted and not self._refused
+        if first:
+            if not self._sessions.admit(self):
+                self._refused = True
+                log.warning("connection refused: too many sessions")
+                self.event_handler.metrics.reply(REPLY_TOO_MANY_CONNECTIONS)
+                transport.write(REPLY_TOO_MANY_CONNECTIONS.encode("ascii") + b"\r\n")
+                transport.close()
+                return
+            self._admitted = True
+            self.event_handler.metrics.session(+1)
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        if self._refused:
+            return
+        self._sessions.release(self)
+        self.event_handler.metrics.session(-1)
+        super().connection_lost(error)
+
+    async def push(self, status) -> None:
+        if isinstance(status, str):
+            status = _BUILTIN_REPLIES.get(status, status)
+        await super().push(status)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._reset_timeout(self._data_timeout)
+        await super().smtp_DATA(arg)
+        if self.transport is not None:
+            self._reset_timeout()
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None:
+            try:
+                self.transport.write(REPLY_TIMEOUT.encode("ascii") + b"\r\n")
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        super()._timeout_cb()
+
+    def say_goodbye(self) -> None:
+        """Close this session at shutdown, telling the client to come back later."""
+        if self.transport is not None:
+            try:
+                self.transport.write(REPLY_SHUTTING_DOWN.encode("ascii") + b"\r\n")
+            finally:
+                self.transport.close()
+
+
+# --- The server: its own event loop in a thread ---------------------------------------------------
+
+
+class SmtpServer:
+    """The SMTP listener on ``SMTP_HOST:SMTP_PORT``, run by an event loop in a background thread.
+
+    ``start()`` returns once the socket listens; ``stop(timeout)`` stops gracefully.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        engine: Engine | None = None,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        check_bind(self.settings)
+        self.host = host or self.settings.smtp_host
+        self.port = self.settings.smtp_port if port is None else port
+        self.handler = IntakeHandler(settings=self.settings, engine=engine)
+        self.tls_context = tls_context(self.settings)
+        self._sessions = _Sessions(self.settings.smtp_max_connections)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    def _factory(self) -> IntakeSMTP:
+        return IntakeSMTP(
+            self.handler,
+            sessions=self._sessions,
+            data_timeout=self.settings.smtp_data_timeout_s,
+            data_size_limit=self.settings.smtp_max_message_bytes,
+            enable_SMTPUTF8=True,
+            hostname=self.settings.smtp_hostname,
+            ident="ticketpost ESMTP",
+            tls_context=self.tls_context,
+            timeout=self.settings.smtp_idle_timeout_s,
+            loop=self._loop,
+        )
+
+    def start(self) -> None:
+        """Bind and serve in a background thread; return once listening.
+
+        Raised when the port cannot be bound: OSError.
+        """
+        self._thread = threading.Thread(target=self._run, name="ticketpost-smtp", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.set_default_executor(
+            ThreadPoolExecutor(self.settings.smtp_store_threads, thread_name_prefix="smtp-store")
+        )
+        try:
+            self._server = loop.run_until_complete(
+                loop.create_server(self._factory, host=self.host, port=self.port, backlog=512)
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            self._startup_error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        log.info("SMTP listening", extra={"host": self.host, "port": self.port})
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def _shutdown(self, timeout: float) -> None:
+        self.handler.closing = True
+        assert self._server is not None
+        self._server.close()
+        deadline = self._loop.time() + timeout
+        while self.handler.in_flight and self._loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for session in list(self._sessions.live):
+            session.say_goodbye()
+        await asyncio.sleep(0)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop listening, finish the stores in flight (up to ``timeout`` s), close all sessions."""
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(timeout), self._loop)
+        try:
+            future.result(timeout + 5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout + 5)
+        log.info("SMTP stopped", extra={"accepted": self.handler.accepted})
