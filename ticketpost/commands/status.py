@@ -1,0 +1,137 @@
+"""``ticketpost status``: queue depth, dead letters, inbound counts by outcome, mailbox health.
+
+Everything is read now from the database and the broker (the same snapshot ``GET /metrics``
+shows). ``--json`` prints one JSON object for scripts. The exit code is 0 when the database and
+the broker answered, 1 when one of them did not (the rest is still printed).
+
+In the embedded mode the queue lives inside the running ``ticketpost up`` process, so this
+command cannot see it; it says so, and the database figures (unrouted messages, the age of the
+oldest one) still tell whether mail is stuck.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "status", help="queue depth, dead letters, inbound counts by outcome, mailbox health"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from models.db import get_engine
+    from ticketpost.metrics import take_snapshot
+    from ticketpost.settings import get_settings
+
+    settings = get_settings()
+    snap = take_snapshot(engine=get_engine(settings.database_url), settings=settings)
+    data = snap.as_dict()
+    data["broker"] = "redis" if settings.redis_url else "in-process"
+    if args.json:
+        json.dump(data, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_status(data))
+    return 1 if snap.database_error or snap.broker_error else 0
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in rows:
+        lines.append(
+            "  ".join(
+                str(v).rjust(w) if isinstance(v, int) else str(v).ljust(w)
+                for v, w in zip(row, widths)
+            ).rstrip()
+        )
+    return ["  " + line for line in lines]
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m {seconds % 60}s"
+    if seconds < 172800:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def _when(iso: str | None) -> str:
+    if iso is None:
+        return "never"
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_status(data: dict) -> str:
+    """The readable form of a status snapshot (``Snapshot.as_dict`` plus ``broker``)."""
+    out = [f"ticketpost status at {_when(data['taken_at'])}", ""]
+
+    db = "ok" if data["database_error"] is None else f"UNREACHABLE ({data['database_error']})"
+    if data["broker"] == "redis":
+        broker = "redis, ok" if data["broker_error"] is None else (
+            f"redis, UNREACHABLE ({data['broker_error']})"
+        )
+    else:
+        broker = "in-process (inside the running `ticketpost up`; its depth is on GET /metrics)"
+    out += [f"database: {db}", f"broker:   {broker}", ""]
+
+    out.append("Queue")
+    if data["queues"]:
+        rows = [
+            [q["queue"], q["ready"], q["in_flight"], q["delayed"], q["dead_letter"]]
+            for q in data["queues"]
+        ]
+        out += _table(["queue", "ready", "in flight", "delayed", "dead letters"], rows)
+    else:
+        out.append("  (no queue visible from this process)")
+    out.append("")
+
+    if data["database_error"] is None:
+        out.append("Inbound messages by outcome")
+        counts = data["inbound_by_outcome"]
+        if counts:
+            rows = [
+                [("not routed yet" if k == "received" else k), n] for k, n in counts.items()
+            ]
+            rows.append(["total", sum(counts.values())])
+            out += _table(["outcome", "messages"], rows)
+        else:
+            out.append("  (none stored yet)")
+        out.append("")
+        if data["unrouted"]:
+            out.append(
+                f"Oldest unrouted message: waiting {_age(data['oldest_unrouted_age_s'])}"
+                f" (received {_when(data['oldest_unrouted_at'])}); {data['unrouted']} unrouted"
+            )
+        else:
+            out.append("Oldest unrouted message: none, every stored message is routed")
+        out.append("")
+
+        out.append("Mailboxes")
+        if data["mailboxes"]:
+            rows = [
+                [
+                    m["name"],
+                    "yes" if m["enabled"] else "no",
+                    _when(m["last_success_at"]),
+                    m["consecutive_failures"],
+                    m["backlog"],
+                    (m["last_error"] or "").splitlines()[0][:60] if m["last_error"] else "",
+                ]
+                for m in data["mailboxes"]
+            ]
+            out += _table(
+                ["mailbox", "enabled", "last success", "failures", "backlog", "last error"], rows
+            )
+        else:
+            out.append("  (no mailboxes configured)")
+    return "\n".join(out) + "\n"
