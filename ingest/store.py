@@ -38,14 +38,17 @@ def add_inbound(
     source: str,
     envelope_from: str | None = None,
     envelope_to: Sequence[str] = (),
+    message_id: str | None = None,
 ) -> InboundMessage:
     """Add the raw message (status ``received``) to ``session`` and flush; the caller commits.
 
     For intake that must commit more than the message in the same transaction (the IMAP poller
-    commits its checkpoint with the messages it stored).
+    commits its checkpoint with the messages it stored, and records the Message-ID it de-duplicates
+    by; the router sets it anyway).
     """
     row = InboundMessage(
         source=source,
+        message_id=message_id,
         envelope_from=envelope_from,
         envelope_to=list(envelope_to),
         raw=raw,
