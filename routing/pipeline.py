@@ -11,6 +11,7 @@ are exhausted the queue calls :func:`record_failure`.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -84,6 +85,7 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
     settings = _settings(settings)
     engine = _engine(engine, settings)
     session = Session(engine, expire_on_commit=False)
+    session.info["routing_started"] = time.perf_counter()  # for the routing duration metric
     try:
         inbound = session.scalars(
             select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
@@ -170,6 +172,7 @@ def record_outcome(
         "inbound %s: %s (%s)", inbound.id, outcome, inbound.reason,
         extra={"inbound_id": inbound.id, "outcome": outcome},
     )
+    _observe_after_commit(session, outcome=outcome, source=inbound.source)
     return RouteResult(
         inbound_id=inbound.id,
         outcome=outcome,
@@ -180,6 +183,21 @@ def record_outcome(
         ticket_id=inbound.ticket_id,
         ticket_number=ticket.number if ticket is not None else None,
     )
+
+
+def _observe_after_commit(session: Session, *, outcome: str, source: str) -> None:
+    """Count the outcome in the metrics once the transaction that records it has committed."""
+    from sqlalchemy import event
+
+    from ticketpost import metrics
+
+    started = session.info.get("routing_started")
+
+    def observe(_session: Session) -> None:
+        seconds = time.perf_counter() - started if started is not None else None
+        metrics.observe_routing(outcome, source, seconds)
+
+    event.listen(session, "after_commit", observe, once=True)
 
 
 def stored_result(session: Session, inbound: InboundMessage) -> RouteResult:

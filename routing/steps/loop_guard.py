@@ -106,6 +106,9 @@ def rate_limit(ctx: RoutingContext) -> None:
         )
     ) or 0
     if count >= limit:
+        from ticketpost import metrics
+
+        metrics.rate_limited()
         raise Ignored(
             "ignored_loop",
             f"{ctx.sender_email} opened {count} tickets in the last hour (limit {limit}): treated as a mail loop",

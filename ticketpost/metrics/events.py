@@ -424,11 +424,13 @@ def _safely(action, *args) -> None:
         log.warning("could not record a metric", exc_info=log.isEnabledFor(logging.DEBUG))
 
 
-def observe_routing(outcome: str, source: str, seconds: float) -> None:
-    """Record one routing attempt that ended with ``outcome`` after ``seconds``."""
+def observe_routing(outcome: str, source: str, seconds: float | None) -> None:
+    """Record one routing that ended with ``outcome`` after ``seconds`` (None: not timed, e.g. a
+    failure recorded after the last retry; then only the counter moves)."""
 
-    def act(store: EventStore, outcome: str, source: str, seconds: float) -> None:
-        store.observe(ROUTING_DURATION, (outcome,), max(0.0, seconds))
+    def act(store: EventStore, outcome: str, source: str, seconds: float | None) -> None:
+        if seconds is not None:
+            store.observe(ROUTING_DURATION, (outcome,), max(0.0, seconds))
         store.inc(ROUTED, (source or "unknown", outcome))
 
     _safely(act, outcome, source, seconds)
