@@ -97,11 +97,14 @@ class Sweeper:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        # The first round runs at once: a restarted process hands over what a crash left behind.
+        while True:
             try:
                 self.sweep_once()
             except Exception:  # noqa: BLE001 - database down: next round
                 log.warning("sweep failed; retrying next round", exc_info=True)
+            if self._stop.wait(self.interval_s):
+                return
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop after the current round (waits up to ``timeout`` seconds)."""
