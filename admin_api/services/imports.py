@@ -1,0 +1,220 @@
+"""Bulk import of clients and contacts from spreadsheet files: all or nothing (SPEC §8).
+
+One import is one pass over the streamed file, in batches of ``BATCH_SIZE`` records, inside the
+caller's transaction. For each batch the importer checks every row, looks up the existing rows
+it needs in one query per kind of key, and compares; as long as no row anywhere has failed, the
+batch's changes are written at once with bulk statements (SQLAlchemy Core executemany). Once
+any row has failed, later batches are still checked, so the report lists every bad row, but
+nothing more is written, and at the end the transaction is rolled back: a file with any bad row
+changes nothing. A dry run checks and counts without writing.
+
+The caller commits when ``report.applied`` is true (the HTTP route and the CLI do); the service
+itself only rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import BinaryIO, Protocol
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from admin_api.services.import_spreadsheet import Record, RowError, Spreadsheet, SpreadsheetError
+from admin_api.services.import_templates import Template, get_template
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+
+Progress = Callable[[int, int], None]
+"""Called after each batch with (bytes read so far, file size in bytes)."""
+
+
+@dataclass
+class ImportReport:
+    """What an import did or, for a dry run or a file with errors, what it would have done."""
+
+    kind: str
+    dry_run: bool
+    applied: bool = False
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+    def as_dict(self) -> dict:
+        """The report as the API answers it: applied, created, updated, unchanged, errors."""
+        return {
+            "applied": self.applied,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "errors": [e.as_dict() for e in self.errors],
+        }
+
+
+@dataclass
+class BatchPlan:
+    """The checked changes of one batch: its errors and counts; importers add what to write."""
+
+    errors: list[RowError] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def error(self, row: int, column: str | None, message: str) -> None:
+        self.errors.append(RowError(row, column, message))
+
+
+class Importer(Protocol):
+    """Checks and writes one template's rows, batch by batch, remembering file-wide keys."""
+
+    def plan(self, records: list[Record]) -> BatchPlan: ...
+
+    def apply(self, plan: BatchPlan) -> None: ...
+
+
+ImporterFactory = Callable[..., Importer]
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of at most ``size`` (bounds the number of bind parameters per query)."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _factory(kind: str) -> ImporterFactory:
+    if kind == "clients":
+        from admin_api.services.import_clients import ClientImporter
+
+        return ClientImporter
+    from admin_api.services.import_contacts import ContactImporter
+
+    return ContactImporter
+
+
+def import_file(
+    *,
+    session: Session,
+    kind: str,
+    source: BinaryIO,
+    dry_run: bool = False,
+    allow_public_domains: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import ``source`` (a CSV file of template ``kind``: clients or contacts) into the database.
+
+    Returns the report; ``report.applied`` is true only when every row was valid and this is not
+    a dry run, and then the caller must commit ``session``. ``allow_public_domains`` lets a
+    clients file give public mail providers (gmail.com, ...) as client domains, like the API's
+    ``allow_public_domain``; without it they are row errors. KeyError is raised for an unknown
+    ``kind``.
+    """
+    template: Template = get_template(kind)
+    report = ImportReport(kind=kind, dry_run=dry_run)
+    try:
+        sheet = Spreadsheet(source, template)
+    except SpreadsheetError as exc:
+        report.errors = sorted(exc.errors)
+        return report
+    connection: Connection = session.connection()
+    importer = _factory(kind)(
+        connection, present=sheet.present, allow_public_domains=allow_public_domains
+    )
+    for batch in chunks(sheet.records(), BATCH_SIZE):
+        records = [r for r in batch if isinstance(r, Record)]
+        report.errors.extend(r for r in batch if isinstance(r, RowError))
+        plan = importer.plan(records)
+        report.errors.extend(plan.errors)
+        report.created += plan.created
+        report.updated += plan.updated
+        report.unchanged += plan.unchanged
+        if not dry_run and not report.errors:
+            try:
+                importer.apply(plan)
+            except DBAPIError as exc:
+                session.rollback()
+                first, last = (records[0].line, records[-1].line) if records else (0, 0)
+                reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+                report.errors.append(RowError(first, None, (
+                    f"the database refused lines {first}-{last}: {reason}; nothing was applied "
+                    "(did someone change the same data meanwhile? run the import again)")))
+                log.warning("import %s refused by the database", kind, extra={"error": reason})
+                break
+        if progress is not None:
+            progress(sheet.position, sheet.size)
+    report.errors.sort()
+    if report.errors or dry_run:
+        session.rollback()
+    else:
+        report.applied = True
+    if progress is not None:
+        progress(sheet.size, sheet.size)
+    log.info(
+        "import of %s finished", kind,
+        extra={"import_kind": kind, "dry_run": dry_run, "applied": report.applied,
+               "rows_created": report.created, "rows_updated": report.updated,
+               "rows_unchanged": report.unchanged, "row_errors": len(report.errors)},
+    )
+    return report
+
+
+def import_clients(*, session: Session, source: BinaryIO, **options) -> ImportReport:
+    """Import a clients.csv file; see ``import_file``."""
+    return import_file(session=session, kind="clients", source=source, **options)
+
+
+def import_contacts(*, session: Session, source: BinaryIO, **options) -> ImportReport:
+    """Import a contacts.csv file; see ``import_file``."""
+    return import_file(session=session, kind="contacts", source=source, **options)
+
+
+# --- cell checks shared by the importers ---------------------------------------------------------
+
+
+def text_cell(plan: BatchPlan, record: Record, template: Template, name: str) -> str | None:
+    """The text of column ``name`` (None when empty), or None with an error in ``plan``."""
+    column = template.column(name)
+    value = record.cells[name]
+    if not value:
+        if column.required:
+            plan.error(record.line, name, f"{name} is required and empty")
+        return None
+    if "\x00" in value:
+        plan.error(record.line, name, f"{name} contains a NUL character")
+        return None
+    if column.max_length and len(value) > column.max_length:
+        plan.error(record.line, name, f"{name} is {len(value)} characters long; "
+                                      f"at most {column.max_length} fit")
+        return None
+    return value
+
+
+def bool_cell(plan: BatchPlan, record: Record, name: str) -> bool:
+    """The yes/no value of column ``name``; an unreadable value is an error in ``plan``."""
+    from admin_api.services.import_templates import parse_bool
+
+    try:
+        return parse_bool(record.cells[name])
+    except ValueError as exc:
+        plan.error(record.line, name, str(exc))
+        return False
+
+
+def same(old: object, new: object) -> bool:
+    """Whether a stored value equals an imported one (text compared without surrounding blanks)."""
+    if isinstance(new, bool):
+        return bool(old) == new
+    if new is None or isinstance(new, str):
+        return (old or "").strip() == (new or "") if isinstance(old, (str, type(None))) else False
+    return old == new
