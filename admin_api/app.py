@@ -12,7 +12,20 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from admin_api.routes import mailboxes, metrics, tokens
+from admin_api.routes import (
+    clients,
+    contacts,
+    contracts,
+    domains,
+    inbound,
+    mailboxes,
+    metrics,
+    onboarding,
+    slas,
+    threshold_profiles,
+    tickets,
+    tokens,
+)
 from admin_api.services.errors import Conflict, Invalid, NotFound
 from models.db import get_engine, session_factory
 from ticketpost.settings import Settings, get_settings
@@ -23,6 +36,15 @@ API_PREFIX = "/api/v1"
 
 # Every resource router, in the order they appear in the OpenAPI document. Add new ones here.
 ROUTERS: tuple[APIRouter, ...] = (
+    clients.router,
+    domains.router,
+    contracts.router,
+    slas.router,
+    threshold_profiles.router,
+    contacts.router,
+    onboarding.router,
+    tickets.router,
+    inbound.router,
     mailboxes.router,
     tokens.router,
 )

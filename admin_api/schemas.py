@@ -243,16 +243,19 @@ HHMM_END = Annotated[str, StringConstraints(pattern=r"^(([01][0-9]|2[0-3]):[0-5]
 
 
 class Window(Input):
-    """Opening hours on one weekday (0 = Monday) in the SLA's time zone; end may be 24:00."""
+    """Opening hours on one weekday (0 = Monday) in the SLA's time zone.
+
+    ``end`` may be ``24:00``; an end before the start runs overnight into the next day.
+    """
 
     day: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
     start: HHMM
     end: HHMM_END
 
     @model_validator(mode="after")
-    def _order(self):
-        if self.end <= self.start:
-            raise ValueError(f"window end {self.end} is not after start {self.start}")
+    def _not_empty(self):
+        if self.end == self.start:
+            raise ValueError(f"window start and end are both {self.start}: the window is empty")
         return self
 
 
@@ -268,12 +271,15 @@ class BusinessHours(Input):
     def _no_overlap(cls, windows: list[Window]) -> list[Window]:
         by_day: dict[int, list[Window]] = {}
         for w in windows:
-            by_day.setdefault(w.day, []).append(w)
+            if w.end > w.start:  # same-day windows; overnight ones are left as given
+                by_day.setdefault(w.day, []).append(w)
         for day, items in by_day.items():
             items.sort(key=lambda w: w.start)
             for a, b in zip(items, items[1:]):
                 if b.start < a.end:
-                    raise ValueError(f"windows on day {day} overlap ({a.start}-{a.end}, {b.start}-{b.end})")
+                    raise ValueError(
+                        f"windows on day {day} overlap ({a.start}-{a.end}, {b.start}-{b.end})"
+                    )
         return windows
 
 

@@ -12,9 +12,11 @@ class ServiceError(Exception):
 class NotFound(ServiceError):
     """Raised when an id (or key) names no row; HTTP 404."""
 
-    def __init__(self, entity: str, key: object, *, field: str = "id") -> None:
+    def __init__(
+        self, entity: str, key: object, *, field: str = "id", message: str | None = None
+    ) -> None:
         self.entity, self.key, self.field = entity, key, field
-        super().__init__(f"{entity} with {field} {key!r} does not exist")
+        super().__init__(message or f"{entity} {field} {key!r} does not exist")
 
 
 class Conflict(ServiceError):
