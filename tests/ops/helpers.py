@@ -1,0 +1,147 @@
+"""Helpers of the operations tests: read a Prometheus scrape, find metric names in PromQL,
+run ticketpost roles as real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+# --- scrapes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scrape:
+    """One parsed ``/metrics`` answer: samples by name and labels, and the declared families."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        self.samples: list[tuple[str, dict, float]] = []
+        for family in text_string_to_metric_families(self.text):
+            for s in family.samples:
+                self.samples.append((s.name, dict(s.labels), s.value))
+        self.types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", self.text, re.MULTILINE))
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one sample named ``name`` with exactly ``labels``, or None."""
+        for sample_name, sample_labels, value in self.samples:
+            if sample_name == name and sample_labels == labels:
+                return value
+        return None
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of every sample named ``name`` whose labels include ``labels``."""
+        return sum(
+            value
+            for sample_name, sample_labels, value in self.samples
+            if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+        )
+
+    def exposed_names(self) -> set[str]:
+        """Every series name a query may use: families with their sample suffixes."""
+        names = set()
+        for family, kind in self.types.items():
+            names.add(family)
+            if kind == "histogram":
+                names |= {f"{family}_bucket", f"{family}_sum", f"{family}_count"}
+            if kind == "counter" and not family.endswith("_total"):
+                names.add(f"{family}_total")
+        return names
+
+
+# --- PromQL --------------------------------------------------------------------------------------
+
+_KEYWORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "offset", "bool", "inf", "nan", "le", "atan2",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, labels and keywords left out)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)  # strings
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
+    text = re.sub(
+        r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text
+    )  # grouping label lists
+    names = set()
+    for match in re.finditer(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\()?", text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in _KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+class Role:
+    """One ``ticketpost <role>`` process started by a test; stopped by its PID."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETPOST_")}
+        full_env.update(env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ticketpost.cli", *args],
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=log_path.parent,
+        )
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, wait; SIGKILL if it does not exit in time. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+
+def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {what} (last value: {last!r})")
+
+
+def wait_for_port(port: int, role: Role | None = None, timeout: float = 30.0) -> None:
+    """Wait until 127.0.0.1:``port`` accepts connections (or the role's process died)."""
+    import socket
+
+    def listening():
+        if role is not None and role.proc.poll() is not None:
+            raise AssertionError(f"{role.args} exited early:\n{role.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    wait_until(listening, timeout=timeout, what=f"port {port}")
