@@ -184,18 +184,21 @@ class ParsedMail:
     references: list[str]
     content_type: str
     report_type: str
+    index: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _full: Message | None = field(default=None, repr=False)
 
     def header(self, name: str) -> str:
-        """One decoded header value ('' when absent)."""
-        return decode_header_value(self.headers.get(name))
+        """One decoded header value ('' when absent): RFC 2047 and raw 8-bit decoded."""
+        return decode_header_value(self.raw_header(name))
 
     def raw_header(self, name: str) -> str | None:
-        value = self.headers.get(name)
-        return None if value is None else _raw_header_text(value)
+        """The first value of header ``name`` as text (8-bit bytes decoded, encoded words not)."""
+        values = self.index.get(name.lower())
+        return values[0] if values else None
 
     def header_all(self, name: str) -> list[str]:
-        return [_raw_header_text(v) for v in (self.headers.get_all(name) or [])]
+        """Every value of header ``name`` as text, in order."""
+        return list(self.index.get(name.lower(), ()))
 
     @property
     def message(self) -> Message:
@@ -229,37 +232,45 @@ def parse_message(raw: bytes, *, sha256: str | None = None) -> ParsedMail:
         headers = _HEADER_PARSER.parsebytes(head)
     except Exception:  # noqa: BLE001 - unparseable header block: route it as header-less mail
         headers = Message()
+    # raw_items() gives the values as parsed; Message.get() would hand 8-bit values back as lossy
+    # Header objects. RFC 2047 words are decoded only in the headers routing reads.
+    index: dict[str, list[str]] = {}
+    for name, value in headers.raw_items():
+        index.setdefault(name.lower(), []).append(_raw_header_text(value))
 
-    ids = message_ids(_raw_header_text(headers.get("Message-ID", "")) if headers.get("Message-ID") else None)
+    def first(key: str) -> str | None:
+        values = index.get(key)
+        return values[0] if values else None
+
+    ids = message_ids(first("message-id"))
     if ids:
         message_id, synthetic = ids[0], False
     else:
         digest = sha256 or hashlib.sha256(raw).hexdigest()
         message_id, synthetic = f"{digest[:40]}@synthetic.ticketpost.invalid", True
 
-    from_header = decode_header_value(headers.get("From"))
-    content_type, params = _content_type(headers)
+    content_type, params = _content_type(first("content-type"))
     return ParsedMail(
         raw=raw,
         headers=headers,
         message_id=message_id,
         message_id_synthetic=synthetic,
-        subject=decode_header_value(headers.get("Subject")),
-        from_header=from_header,
-        from_addresses=_addresses(headers.get_all("From") or []),
-        sender_header=_addresses(headers.get_all("Sender") or []),
-        in_reply_to=message_ids(_raw_header_text(headers.get("In-Reply-To") or "")),
-        references=message_ids(" ".join(_raw_header_text(v) for v in headers.get_all("References") or [])),
+        subject=decode_header_value(first("subject")),
+        from_header=decode_header_value(first("from")),
+        from_addresses=_addresses(index.get("from", [])),
+        sender_header=_addresses(index.get("sender", [])),
+        in_reply_to=message_ids(first("in-reply-to")),
+        references=message_ids(" ".join(index.get("references", []))),
         content_type=content_type,
         report_type=params.get("report-type", "").lower(),
+        index=index,
     )
 
 
-def _content_type(headers: Message) -> tuple[str, dict[str, str]]:
-    value = headers.get("Content-Type")
+def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
     if not value:
         return "text/plain", {}
-    text = _raw_header_text(value)
+    text = value
     main, _, rest = text.partition(";")
     params: dict[str, str] = {}
     for item in rest.split(";"):
