@@ -17,6 +17,7 @@ from admin_api.routes import (
     contacts,
     contracts,
     domains,
+    imports,
     inbound,
     mailboxes,
     metrics,
@@ -47,6 +48,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     inbound.router,
     mailboxes.router,
     tokens.router,
+    imports.router,
 )
 
 
