@@ -92,19 +92,28 @@ class Role:
         self.args = args
         self.log_path = log_path
         self.log = open(log_path, "wb")
+        self.err_path = log_path.with_suffix(".stderr")
+        self.err = open(self.err_path, "wb")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETPOST_")}
         full_env.update(env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ticketpost.cli", *args],
             env=full_env,
             stdout=self.log,
-            stderr=subprocess.STDOUT,
+            stderr=self.err,
             cwd=log_path.parent,
         )
 
     def output(self) -> str:
+        """What the process printed: stdout, then stderr (its log lines)."""
         self.log.flush()
-        return self.log_path.read_text(errors="replace")
+        self.err.flush()
+        return self.log_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[str]:
+        """The process's stderr, line by line (where its logging goes)."""
+        self.err.flush()
+        return self.err_path.read_text(errors="replace").splitlines()
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, wait; SIGKILL if it does not exit in time. Returns the exit code."""
@@ -116,6 +125,7 @@ class Role:
                 self.proc.kill()
                 self.proc.wait(5)
         self.log.close()
+        self.err.close()
         return self.proc.returncode
 
 
@@ -145,3 +155,36 @@ def wait_for_port(port: int, role: Role | None = None, timeout: float = 30.0) ->
             return False
 
     wait_until(listening, timeout=timeout, what=f"port {port}")
+
+
+# --- mail ----------------------------------------------------------------------------------------
+
+
+def seed_client(database_url: str, *, name: str = "Acme", domain: str = "acme.example") -> None:
+    """A client owning ``domain``, so mail from it opens tickets."""
+    from models import Client, ClientDomain
+    from models.db import make_engine, session_scope
+
+    engine = make_engine(database_url)
+    with session_scope(engine) as session:
+        session.add(Client(name=name, domains=[ClientDomain(domain=domain)]))
+    engine.dispose()
+
+
+def message(sender: str, subject: str) -> bytes:
+    """A plain support request from ``sender``."""
+    import email.utils
+
+    return (
+        f"From: {sender}\r\nTo: help@msp.example\r\nSubject: {subject}\r\n"
+        f"Message-ID: {email.utils.make_msgid(domain='test.example')}\r\n"
+        f"Date: {email.utils.formatdate()}\r\n\r\nPlease help with {subject}.\r\n"
+    ).encode()
+
+
+def send_mail(port: int, sender: str, subject: str) -> None:
+    """Deliver one message over real SMTP to 127.0.0.1:``port``; raises unless it gets 250."""
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.sendmail(sender, ["help@msp.example"], message(sender, subject))
