@@ -1,0 +1,508 @@
+"""Head-to-head: ticketpost's routing against django-helpdesk's e-mail-to-ticket path (issue 9).
+
+Both sides get the same generated corpus (:mod:`bench.corpus`), one process each, one after the
+other on the same machine, each on a private database of the same engine (PostgreSQL by default,
+created and dropped here; ``--engine sqlite`` for SQLite files):
+
+``ours``
+    ``ingest.store.store_inbound`` (commit the raw message) then ``routing.pipeline.route_inbound``
+    (parse, decide, write the ticket; commit), per message, with the corpus clients, domains and
+    contacts seeded by ``bench.corpus.seed_database``.
+``peer``
+    django-helpdesk (PyPI ``django-helpdesk``, installed in its own venv ``bench/.peer/venv``, never
+    a dependency of ticketpost) in a minimal Django project (``bench/peer/settings.py``: outgoing
+    mail to the dummy backend), one Queue; each message goes through
+    ``helpdesk.email.extract_email_metadata(message=str, queue, logger)``, the function its IMAP,
+    POP3 and local-directory pollers call after ``force_str(raw, errors="replace")`` — exactly what
+    this harness does too.
+
+Reported per side: messages per second (wall clock of the message loop, reading each .eml file
+included), peak RSS of the process (``resource.getrusage``), and correctness counted after the run
+from each side's results, keyed by the ``X-Corpus-Kind`` of every message: new messages that opened
+a ticket, duplicates ticketed twice, replies threaded onto their ticket, auto-replies ignored,
+replies carrying another client's ticket tag refused (not appended to that ticket).
+
+Fairness notes. django-helpdesk recognises only its own tag format ``[<queue-slug>-<id>]``, so
+before handing a message over the harness rewrites our ``[#N]`` tags into ``[support-<id>]`` of the
+peer ticket that corpus ticket N became (outside the timed part); without that, the peer would
+"refuse" the wrong-client tags only because it cannot read them. The peer's own loops catch only a
+few exceptions; here every exception is caught, counted as an error, and the run goes on.
+
+``python bench/peer_django_helpdesk.py --quick`` (300 messages) prints a JSON last line
+``{"ours_per_s", "peer_per_s", "ratio"}``; ``--n 3000`` for the recorded run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make ``bench`` and the project importable
+    sys.path.insert(0, str(ROOT))
+PEER_DIR = ROOT / "bench" / ".peer"
+PEER_VENV = PEER_DIR / "venv"
+PEER_PYTHON = PEER_VENV / "bin" / "python"
+PEER_REQUIREMENTS = ("django-helpdesk==2.6.1", "psycopg[binary]>=3.1")
+CORPUS_ROOT = ROOT / "bench" / ".corpus"
+PG_ADMIN_URL = os.environ.get(
+    "TICKETPOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SUPPORT_ADDRESS = "support@msp.example"
+PEER_QUEUE_SLUG = "support"
+
+
+# --- shared by both children --------------------------------------------------------------------
+
+
+def _corpus_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.eml"))
+
+
+def _corpus_headers(raw: bytes) -> dict[str, str]:
+    """The X-Corpus-* lines at the top of a corpus message."""
+    fields = {}
+    for line in raw[:400].split(b"\r\n"):
+        if not line.startswith(b"X-Corpus-"):
+            break
+        name, _, value = line.partition(b":")
+        fields[name.decode()[len("X-Corpus-"):].lower()] = value.strip().decode()
+    return fields
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _emit(result: dict) -> None:
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+# --- child: ticketpost --------------------------------------------------------------------------
+
+
+def run_ours(database_url: str, corpus: Path) -> dict:
+    """Store and route every corpus message with ticketpost; return timing and per-message records."""
+    from sqlalchemy import func, select
+
+    from bench.corpus import seed_database
+    from ingest.store import store_inbound
+    from models import InboundMessage, Ticket
+    from models.db import make_engine, migrate
+    from routing.pipeline import route_inbound
+    from ticketpost.settings import Settings
+
+    migrate(database_url)
+    engine = make_engine(database_url)
+    seed_database(engine)
+    # The per-sender limit (20 new tickets an hour) guards against mail storms in real time; the
+    # corpus replays weeks of mail in minutes, so it is raised (its query still runs per message).
+    settings = Settings(
+        database_url=database_url,
+        support_addresses=[SUPPORT_ADDRESS],
+        rate_limit_per_hour=1_000_000,
+    )
+    files = _corpus_files(corpus)
+    errors: list[str] = []
+    elapsed = 0.0
+    for path in files:
+        raw = path.read_bytes()
+        started = time.perf_counter()
+        try:
+            inbound_id = store_inbound(
+                raw=raw, source="cli", envelope_to=[SUPPORT_ADDRESS], engine=engine
+            )
+            route_inbound(inbound_id, engine=engine, settings=settings)
+        except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+            errors.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
+        elapsed += time.perf_counter() - started
+
+    # Correctness from the database: every inbound row, its outcome and ticket, and the
+    # X-Corpus-* headers of the raw message it stored.
+    records = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                InboundMessage.outcome, InboundMessage.ticket_id, Ticket.number,
+                func.substr(InboundMessage.raw, 1, 400),
+            ).outerjoin(Ticket, Ticket.id == InboundMessage.ticket_id)
+        ).all()
+    for outcome, ticket_id, number, head in rows:
+        fields = _corpus_headers(bytes(head))
+        records[int(fields["seq"])] = {
+            "kind": fields["kind"],
+            "target": int(fields["target"]) if "target" in fields else None,
+            "expected_ticket": int(fields["ticket"]) if "ticket" in fields else None,
+            "ticket": ticket_id,
+            "ticket_number": number,
+            "opened": outcome in ("ticket_created", "triaged"),
+            "outcome": outcome,
+        }
+    engine.dispose()
+    import sqlalchemy
+
+    return {
+        "side": "ours",
+        "messages": len(files),
+        "elapsed_s": elapsed,
+        "per_s": len(files) / elapsed,
+        "peak_rss_mb": _peak_rss_mb(),
+        "errors": errors,
+        "records": records,
+        "versions": {"python": sys.version.split()[0], "sqlalchemy": sqlalchemy.__version__},
+    }
+
+
+# --- child: django-helpdesk ---------------------------------------------------------------------
+
+_OUR_TAG = re.compile(r"\[#(\d+)\]")
+
+
+def _rewrite_tag(raw: bytes, peer_ids: dict[int, int]) -> bytes:
+    """Replace ``[#N]`` in the Subject by the peer's own tag ``[support-<id>]`` (see module doc)."""
+    from email.header import Header, decode_header, make_header
+
+    head_end = raw.find(b"\r\n\r\n")
+    start = raw.find(b"\r\nSubject:", 0, head_end)
+    if start < 0:
+        return raw
+    start += 2
+    end = start
+    while True:
+        end = raw.find(b"\r\n", end, head_end + 2)
+        if raw[end + 2:end + 3] in (b" ", b"\t"):
+            end += 2
+            continue
+        break
+    value = raw[start + len(b"Subject:"):end].decode("ascii", "replace").replace("\r\n", "")
+    subject = str(make_header(decode_header(value)))
+
+    def peer_tag(match: re.Match) -> str:
+        peer_id = peer_ids.get(int(match.group(1)))
+        return f"[{PEER_QUEUE_SLUG}-{peer_id}]" if peer_id else match.group(0)
+
+    rewritten = _OUR_TAG.sub(peer_tag, subject)
+    if rewritten == subject:
+        return raw
+    encoded = Header(rewritten, "utf-8", header_name="Subject").encode(linesep="\r\n")
+    return raw[:start] + f"Subject: {encoded}".encode("ascii") + raw[end:]
+
+
+def run_peer(database_url: str, corpus: Path, media_root: Path) -> dict:
+    """Feed every corpus message to django-helpdesk; return timing and per-message records."""
+    import logging
+
+    os.environ["PEER_DATABASE_URL"] = database_url
+    os.environ["PEER_MEDIA_ROOT"] = str(media_root)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.peer.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import encoding
+
+    call_command("migrate", verbosity=0)
+    from helpdesk.email import extract_email_metadata
+    from helpdesk.exceptions import DeleteIgnoredTicketException, IgnoreTicketException
+    from helpdesk.models import FollowUp, Queue, Ticket
+
+    queue = Queue.objects.create(
+        title="Support", slug=PEER_QUEUE_SLUG, email_address=SUPPORT_ADDRESS,
+        allow_email_submission=True,
+    )
+    logger = logging.getLogger("bench.peer")
+    logger.setLevel(logging.WARNING)
+    files = _corpus_files(corpus)
+    errors: list[str] = []
+    records: dict[int, dict] = {}
+    peer_ids: dict[int, int] = {}  # corpus ticket number -> peer ticket id
+    seen_tickets: set[int] = set()
+    elapsed = 0.0
+    for path in files:
+        raw = path.read_bytes()
+        fields = _corpus_headers(raw)
+        if fields["kind"] in ("reply", "wrong_client_tag"):
+            raw = _rewrite_tag(raw, peer_ids)  # not timed: our tag format, not theirs
+        started = time.perf_counter()
+        ticket = None
+        try:
+            ticket = extract_email_metadata(
+                message=encoding.force_str(raw, errors="replace"), queue=queue, logger=logger
+            )
+        except (IgnoreTicketException, DeleteIgnoredTicketException):
+            ticket = None
+        except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+            errors.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
+        elapsed += time.perf_counter() - started
+        ticket_id = ticket.id if ticket is not None else None
+        opened = ticket_id is not None and ticket_id not in seen_tickets
+        if ticket_id is not None:
+            seen_tickets.add(ticket_id)
+        if opened and "ticket" in fields:
+            peer_ids[int(fields["ticket"])] = ticket_id
+        records[int(fields["seq"])] = {
+            "kind": fields["kind"],
+            "target": int(fields["target"]) if "target" in fields else None,
+            "expected_ticket": int(fields["ticket"]) if "ticket" in fields else None,
+            "ticket": ticket_id,
+            "ticket_number": ticket_id,
+            "opened": opened,
+            "outcome": "ticket" if opened else ("followup" if ticket_id else "none"),
+        }
+    # The database agrees with what the calls returned: one follow-up per message that made one.
+    database = {
+        "tickets": Ticket.objects.count(),
+        "followups": FollowUp.objects.count(),
+        "messages_with_result": sum(1 for r in records.values() if r["ticket"] is not None),
+        "tickets_opened_by_calls": len(seen_tickets),
+    }
+    from django.db import connections
+
+    connections.close_all()
+
+    return {
+        "side": "peer",
+        "messages": len(files),
+        "elapsed_s": elapsed,
+        "per_s": len(files) / elapsed,
+        "peak_rss_mb": _peak_rss_mb(),
+        "errors": errors,
+        "records": records,
+        "database": database,
+        "versions": {
+            "python": sys.version.split()[0],
+            "django": django.get_version(),
+            "django-helpdesk": _dist_version("django-helpdesk"),
+        },
+    }
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+# --- the parent: set up, run both, compare ------------------------------------------------------
+
+
+def ensure_peer_venv() -> None:
+    """Create ``bench/.peer/venv`` with django-helpdesk unless it is there already."""
+    if PEER_PYTHON.exists():
+        check = subprocess.run(
+            [str(PEER_PYTHON), "-c", "import helpdesk, django, psycopg"], capture_output=True
+        )
+        if check.returncode == 0:
+            return
+    PEER_DIR.mkdir(parents=True, exist_ok=True)
+    print("creating the django-helpdesk venv in bench/.peer/venv ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
+    subprocess.run(
+        [str(PEER_PYTHON), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS], check=True
+    )
+
+
+def ensure_corpus(n: int, seed: int) -> Path:
+    """The corpus as .eml files in ``bench/.corpus/seed<seed>-n<n>`` (written once)."""
+    from bench.corpus import write_corpus
+
+    directory = CORPUS_ROOT / f"seed{seed}-n{n}"
+    done = directory / ".complete"
+    if not done.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        write_corpus(directory, n, seed=seed)
+        done.write_text("ok\n")
+    return directory
+
+
+class _Databases:
+    """Two private databases (ours, peer) of one engine, removed afterwards."""
+
+    def __init__(self, engine: str, workdir: Path):
+        self.engine = engine
+        self.workdir = workdir
+        tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.names = {"ours": f"tp_bench_ours_{tag}", "peer": f"tp_bench_peer_{tag}"}
+
+    def __enter__(self) -> dict[str, str]:
+        if self.engine == "sqlite":
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            return {
+                "ours": f"sqlite:///{self.workdir / 'ours.db'}",
+                "peer": f"sqlite:///{self.workdir / 'peer.db'}",
+            }
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in self.names.values():
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        return {
+            "ours": f"{base}/{self.names['ours']}",
+            "peer": f"{base}/{self.names['peer']}".replace("postgresql+psycopg://", "postgresql://"),
+        }
+
+    def __exit__(self, *exc) -> None:
+        if self.engine == "sqlite":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in self.names.values():
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _run_child(python: Path | str, side: str, database_url: str, corpus: Path, workdir: Path) -> dict:
+    command = [
+        str(python), str(Path(__file__).resolve()), "--child", side,
+        "--database-url", database_url, "--corpus", str(corpus), "--workdir", str(workdir),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"the {side} run failed (exit {proc.returncode})")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1])
+    result["records"] = {int(k): v for k, v in result["records"].items()}
+    return result
+
+
+def score(records: dict[int, dict]) -> dict[str, tuple[int, int]]:
+    """Correctness rows as (good, total), from the per-message records of one side."""
+    def of(kind):
+        return [r for r in records.values() if r["kind"] == kind]
+
+    def ticket_of(seq):
+        target = records.get(seq)
+        return target["ticket"] if target else None
+
+    news, dups, replies = of("new"), of("duplicate"), of("reply")
+    autos, wrong = of("auto_reply"), of("wrong_client_tag")
+    return {
+        "new messages opened a ticket": (sum(r["opened"] for r in news), len(news)),
+        "duplicates not ticketed twice": (sum(r["ticket"] is None for r in dups), len(dups)),
+        "replies threaded onto their ticket": (
+            sum(not r["opened"] and r["ticket"] is not None and r["ticket"] == ticket_of(r["target"])
+                for r in replies),
+            len(replies),
+        ),
+        "auto-replies ignored": (sum(r["ticket"] is None for r in autos), len(autos)),
+        "wrong-client tags refused": (
+            sum(r["ticket"] != ticket_of(r["target"]) for r in wrong), len(wrong)
+        ),
+    }
+
+
+def tags_named_their_ticket(records: dict[int, dict]) -> tuple[int, int]:
+    """Of our wrong-client messages, how many carried the number of the ticket they aimed at.
+
+    The corpus writes ``[#N]`` expecting tickets numbered 1, 2, 3… in arrival order; this checks
+    that assumption held, so the wrong-client row tested what it claims to test.
+    """
+    wrong = [r for r in records.values() if r["kind"] == "wrong_client_tag"]
+    good = sum(
+        records[r["target"]]["ticket_number"] == records[r["target"]]["expected_ticket"]
+        for r in wrong
+    )
+    return good, len(wrong)
+
+
+def _fmt_row(label: str, ours: tuple[int, int], peer: tuple[int, int]) -> str:
+    def cell(good_total):
+        good, total = good_total
+        return f"{good}/{total} ({100 * good / total:.1f} %)" if total else "–"
+
+    return f"| {label} | {cell(ours)} | {cell(peer)} |"
+
+
+def report(ours: dict, peer: dict, *, n: int, engine: str, seed: int) -> str:
+    """The side-by-side Markdown table."""
+    ratio = ours["per_s"] / peer["per_s"]
+    ours_score, peer_score = score(ours["records"]), score(peer["records"])
+    lines = [
+        f"| {n} messages, seed {seed}, {engine} | ticketpost | django-helpdesk "
+        f"{peer['versions']['django-helpdesk']} |",
+        "|---|---|---|",
+        f"| messages/s | {ours['per_s']:.1f} | {peer['per_s']:.1f} |",
+        f"| ratio | {ratio:.2f}× | 1× |",
+        f"| wall time of the message loop | {ours['elapsed_s']:.1f} s | {peer['elapsed_s']:.1f} s |",
+        f"| peak RSS of the process | {ours['peak_rss_mb']:.0f} MB | {peer['peak_rss_mb']:.0f} MB |",
+        f"| exceptions | {len(ours['errors'])} | {len(peer['errors'])} |",
+    ]
+    for label in ours_score:
+        lines.append(_fmt_row(label, ours_score[label], peer_score[label]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=3000, help="corpus size (default 3000)")
+    parser.add_argument("--quick", action="store_true", help="300 messages")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--engine", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--dump", metavar="FILE.json", help="write every message's result per side")
+    parser.add_argument("--child", choices=("ours", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child == "ours":
+        _emit(run_ours(args.database_url, Path(args.corpus)))
+        return 0
+    if args.child == "peer":
+        _emit(run_peer(args.database_url, Path(args.corpus), Path(args.workdir) / "media"))
+        return 0
+
+    n = 300 if args.quick else args.n
+    ensure_peer_venv()
+    corpus = ensure_corpus(n, args.seed)
+    workdir = PEER_DIR / f"run-{os.getpid()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _Databases(args.engine, workdir / "db") as urls:
+            print(f"ticketpost: routing {n} messages ...", file=sys.stderr)
+            ours = _run_child(sys.executable, "ours", urls["ours"], corpus, workdir)
+            print(f"django-helpdesk: processing {n} messages ...", file=sys.stderr)
+            peer = _run_child(PEER_PYTHON, "peer", urls["peer"], corpus, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({"ours": ours, "peer": peer}, indent=1))
+    print(report(ours, peer, n=n, engine=args.engine, seed=args.seed))
+    sanity = tags_named_their_ticket(ours["records"])
+    print(f"\nour ticket numbers matched the corpus' [#N] tags for {sanity[0]}/{sanity[1]} "
+          "wrong-client messages", file=sys.stderr)
+    print(f"peer database: {peer['database']}", file=sys.stderr)
+    for side in (ours, peer):
+        for error in side["errors"][:5]:
+            print(f"{side['side']} error: {error}", file=sys.stderr)
+    print(f"versions: ours {ours['versions']}, peer {peer['versions']}", file=sys.stderr)
+    ratio = ours["per_s"] / peer["per_s"]
+    print(json.dumps({
+        "ours_per_s": round(ours["per_s"], 1),
+        "peer_per_s": round(peer["per_s"], 1),
+        "ratio": round(ratio, 2),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
