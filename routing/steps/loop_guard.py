@@ -111,6 +111,7 @@ def rate_limit(ctx: RoutingContext) -> None:
         metrics.rate_limited()
         raise Ignored(
             "ignored_loop",
-            f"{ctx.sender_email} opened {count} tickets in the last hour (limit {limit}): treated as a mail loop",
+            f"{ctx.sender_email} opened {count} tickets in the last hour, the rate limit is {limit} "
+            "per hour (TICKETPOST_RATE_LIMIT_PER_HOUR): treated as a mail loop",
             step="loop_guard",
         )
