@@ -294,7 +294,14 @@ class _Sessions:
 
 
 class IntakeSMTP(SMTP):
-    """aiosmtpd's SMTP with a connection cap, enhanced status codes and a DATA timeout."""
+    """aiosmtpd's SMTP with a connection cap, enhanced status codes and a DATA timeout.
+
+    Lines up to 1 MiB are accepted in DATA: RFC 5322 says 998 characters, but real senders
+    (generated HTML, broken MUAs) exceed it, and a ``500`` would make them drop the mail.
+    Command lines stay limited by aiosmtpd's command size limits.
+    """
+
+    line_length_limit = 1024 * 1024
 
     def __init__(self, handler: IntakeHandler, *, sessions: _Sessions, data_timeout: float, **kw):
         super().__init__(handler, **kw)
