@@ -1,0 +1,124 @@
+"""Queue depth by state comes from the broker at scrape time; /readyz and /metrics tell the truth
+about an unreachable broker; the metrics token guards /metrics only when set."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from admin_api.app import create_app
+from routing.broker import enqueue, setup_broker
+from tests.conftest import free_port
+from tests.ops.helpers import Scrape
+from ticketpost.metrics import render_metrics
+from ticketpost.settings import Settings
+
+
+@pytest.fixture
+def restore_broker():
+    """Tests here replace the process's broker; leave an in-process one behind."""
+    yield
+    setup_broker(Settings())
+
+
+def depth(scrape: Scrape, state: str) -> float | None:
+    return scrape.value("ticketpost_queue_messages", queue="inbound", state=state)
+
+
+def test_queue_depth_by_state_is_read_from_redis(sqlite_url, sqlite_engine, redis_url, redis_ns,
+                                                 restore_broker):
+    from routing.actors import route_inbound
+
+    settings = Settings(database_url=sqlite_url, redis_url=redis_url, redis_namespace=redis_ns)
+    broker = setup_broker(settings)
+
+    def scrape() -> Scrape:
+        return Scrape(render_metrics(engine=sqlite_engine, settings=settings).decode())
+
+    empty = scrape()
+    assert [depth(empty, s) for s in ("ready", "in_flight", "delayed", "dead_letter")] == [0] * 4
+
+    for inbound_id in (1, 2, 3):  # enqueued, and no worker takes them
+        assert enqueue(inbound_id)
+    assert depth(scrape(), "ready") == 3
+
+    consumer = broker.consume("inbound", prefetch=1, timeout=1000)
+    try:
+        taken = next(m for m in consumer if m is not None)  # a worker holds it, no ack yet
+        held = scrape()
+        assert (depth(held, "ready"), depth(held, "in_flight")) == (2, 1)
+
+        consumer.nack(taken)  # retries exhausted: it becomes a dead letter
+        dead = scrape()
+        assert (depth(dead, "ready"), depth(dead, "in_flight"), depth(dead, "dead_letter")) == (
+            2, 0, 1,
+        )
+    finally:
+        consumer.close()
+
+    route_inbound.send_with_options(args=(4,), delay=60_000)  # a retry waiting for its backoff
+    assert depth(scrape(), "delayed") == 1
+    assert scrape().value("ticketpost_up", component="broker") == 1
+
+
+def test_queue_depth_of_the_in_process_queue(sqlite_engine, restore_broker):
+    setup_broker(Settings())
+    for inbound_id in (1, 2):
+        assert enqueue(inbound_id)
+    scrape = Scrape(render_metrics(engine=sqlite_engine).decode())
+    assert depth(scrape, "ready") == 2
+    assert depth(scrape, "in_flight") == 0
+
+
+def unreachable_redis() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+
+def test_readyz_is_503_naming_the_broker_when_redis_is_unreachable(sqlite_url, sqlite_engine):
+    settings = Settings(database_url=sqlite_url, redis_url=unreachable_redis())
+    client = TestClient(create_app(engine=sqlite_engine, settings=settings))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["broker"] != "ok"
+
+
+def test_readyz_is_200_when_database_and_redis_answer(sqlite_url, sqlite_engine, redis_url):
+    settings = Settings(database_url=sqlite_url, redis_url=redis_url)
+    response = TestClient(create_app(engine=sqlite_engine, settings=settings)).get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_readyz_is_200_in_the_embedded_mode(sqlite_url, sqlite_engine):
+    settings = Settings(database_url=sqlite_url)
+    response = TestClient(create_app(engine=sqlite_engine, settings=settings)).get("/readyz")
+    assert response.status_code == 200
+
+
+def test_metrics_still_answer_and_say_the_broker_is_down(sqlite_url, sqlite_engine):
+    settings = Settings(database_url=sqlite_url, redis_url=unreachable_redis())
+    response = TestClient(create_app(engine=sqlite_engine, settings=settings)).get("/metrics")
+    assert response.status_code == 200
+    scrape = Scrape(response.text)
+    assert scrape.value("ticketpost_up", component="broker") == 0
+    assert scrape.value("ticketpost_up", component="database") == 1
+    assert scrape.value("ticketpost_unrouted_messages") == 0  # the database part still works
+
+
+def test_metrics_need_no_token_unless_one_is_configured(sqlite_url, sqlite_engine):
+    open_app = TestClient(create_app(engine=sqlite_engine, settings=Settings(database_url=sqlite_url)))
+    assert open_app.get("/metrics").status_code == 200
+
+    guarded = TestClient(
+        create_app(
+            engine=sqlite_engine,
+            settings=Settings(database_url=sqlite_url, metrics_token="scrape-secret"),
+        )
+    )
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = guarded.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+    assert ok.status_code == 200
+    assert "ticketpost_inbound_messages" in ok.text
