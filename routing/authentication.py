@@ -54,6 +54,13 @@ class _Header:
     error: str | None
 
 
+#: Only this many Authentication-Results headers (from the top) are read. Our trusted MX writes its
+#: header above everything a sender controls, so a message that buries it deeper is not
+#: authenticated; the cap keeps a message with thousands of such headers cheap to judge.
+MAX_HEADERS = 100
+#: At most this many ignored authserv-ids are named in the detail sentence.
+MAX_NAMED_IDS = 5
+
 _COMMENT = re.compile(r"\([^()]*\)")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
@@ -78,7 +85,7 @@ def evaluate_authentication(
         return AuthVerdict(False, None, "the message has no From domain to authenticate")
     trusted = {t.strip().lower() for t in trusted_authserv_ids if t and t.strip()}
 
-    headers = [_read_header(value) for value in _header_values(message, raw)]
+    headers = [_read_header(value) for value in _header_values(message, raw)[:MAX_HEADERS]]
     untrusted: list[str] = []
     for position, header in enumerate(headers):
         if header.authserv_id in trusted:
@@ -235,8 +242,11 @@ def _with_ignored(verdict: AuthVerdict, untrusted: list[str]) -> AuthVerdict:
     """Add "headers from untrusted authserv-ids were ignored" to the sentence, when any were."""
     if not untrusted:
         return verdict
-    ids = ", ".join(dict.fromkeys(untrusted))
-    noun = "authserv-id" if len(set(untrusted)) == 1 else "authserv-ids"
+    distinct = list(dict.fromkeys(untrusted))
+    ids = ", ".join(distinct[:MAX_NAMED_IDS])
+    if len(distinct) > MAX_NAMED_IDS:
+        ids += f" and {len(distinct) - MAX_NAMED_IDS} more"
+    noun = "authserv-id" if len(distinct) == 1 else "authserv-ids"
     return AuthVerdict(
         verdict.authenticated,
         verdict.method,

@@ -8,6 +8,8 @@ import socket
 from email import policy
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from routing.auth_dkim import static_dns, verify_signatures
 from routing.auth_orgdomain import aligned, organizational_domain
@@ -313,3 +315,22 @@ def test_without_a_dns_argument_the_system_resolver_is_asked(acme_key, monkeypat
     monkeypatch.setattr(auth_dkim, "system_dns", dns_for(acme_key))
     verdict = judge(acme_key.sign(mail()), dkim_verify=True)
     assert verdict.authenticated and verdict.method == "local-dkim"
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+
+def test_a_trusted_header_buried_under_a_hundred_others_is_not_believed():
+    raw = mail(*[f"relay{i}.example; none" for i in range(100)], "mx.msp.example; dmarc=pass")
+    verdict = judge(raw)
+    assert not verdict.authenticated
+    assert "relay0.example, relay1.example" in verdict.detail and "and 95 more" in verdict.detail
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.text(min_size=0, max_size=80), min_size=1, max_size=4))
+def test_any_header_text_gives_a_verdict_and_never_raises(values):
+    cleaned = [v.replace("\r", " ").replace("\n", " ") for v in values]
+    raw = mail(*[f"mx.msp.example; {v}" for v in cleaned]) if cleaned else mail()
+    verdict = judge(raw, dkim_verify=True, dns=static_dns({}))
+    assert isinstance(verdict, AuthVerdict) and verdict.detail
