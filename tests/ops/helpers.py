@@ -188,3 +188,46 @@ def send_mail(port: int, sender: str, subject: str) -> None:
 
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
         smtp.sendmail(sender, ["help@msp.example"], message(sender, subject))
+
+
+def run_cli(*args: str, env: dict[str, str], cwd=None) -> "subprocess.CompletedProcess[str]":
+    """Run ``ticketpost ARGS`` as a real process with only ``env`` as TICKETPOST_* settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETPOST_")}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "ticketpost.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def store(engine, sender: str, subject: str, *, source: str = "smtp", age=None, **fields) -> int:
+    """Store one message like an ingester would; optionally make it older or set row fields."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import update
+
+    from ingest.store import store_inbound
+    from models import InboundMessage
+
+    inbound_id = store_inbound(raw=message(sender, subject), source=source, engine=engine)
+    if age is not None:
+        fields["received_at"] = datetime.now(timezone.utc) - age
+    if fields:
+        with engine.begin() as conn:
+            conn.execute(
+                update(InboundMessage).where(InboundMessage.id == inbound_id).values(**fields)
+            )
+    return inbound_id
+
+
+def run_here(*args: str) -> int:
+    """Run ``ticketpost ARGS`` in this process (same parser and command code, no logging set-up);
+    settings come from the environment as usual. Returns the exit code."""
+    from ticketpost.cli import build_parser
+
+    parsed = build_parser().parse_args(list(args))
+    return int(parsed.func(parsed) or 0)
