@@ -83,6 +83,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _emit(result: dict) -> None:
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
@@ -91,7 +96,26 @@ def _emit(result: dict) -> None:
 # --- child: ticketpost --------------------------------------------------------------------------
 
 
-def run_ours(database_url: str, corpus: Path) -> dict:
+def _time_steps(pipeline) -> dict[str, float]:
+    """Wrap each routing step so its wall time adds up in the returned dict (``--steps``)."""
+    totals: dict[str, float] = {}
+
+    def timed(step):
+        def run(ctx):
+            started = time.perf_counter()
+            try:
+                return step(ctx)
+            finally:
+                totals[step.__name__] = totals.get(step.__name__, 0.0) + time.perf_counter() - started
+
+        run.__name__ = step.__name__
+        return run
+
+    pipeline.STEPS = tuple(timed(step) for step in pipeline.STEPS)
+    return totals
+
+
+def run_ours(database_url: str, corpus: Path, *, steps: bool = False) -> dict:
     """Store and route every corpus message with ticketpost; return timing and per-message records."""
     from sqlalchemy import func, select
 
@@ -99,8 +123,11 @@ def run_ours(database_url: str, corpus: Path) -> dict:
     from ingest.store import store_inbound
     from models import InboundMessage, Ticket
     from models.db import make_engine, migrate
+    from routing import pipeline
     from routing.pipeline import route_inbound
     from ticketpost.settings import Settings
+
+    step_totals = _time_steps(pipeline) if steps else {}
 
     migrate(database_url)
     engine = make_engine(database_url)
@@ -112,9 +139,18 @@ def run_ours(database_url: str, corpus: Path) -> dict:
         support_addresses=[SUPPORT_ADDRESS],
         rate_limit_per_hour=1_000_000,
     )
+    from sqlalchemy import event
+
+    statements = [0]
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_args):
+        statements[0] += 1
+
     files = _corpus_files(corpus)
     errors: list[str] = []
     elapsed = 0.0
+    cpu_started = _cpu_s()
     for path in files:
         raw = path.read_bytes()
         started = time.perf_counter()
@@ -126,6 +162,9 @@ def run_ours(database_url: str, corpus: Path) -> dict:
         except Exception as exc:  # noqa: BLE001 - counted, the run goes on
             errors.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
         elapsed += time.perf_counter() - started
+    cpu = _cpu_s() - cpu_started
+    step_ms = {name: 1000 * total / max(len(files), 1) for name, total in step_totals.items()}
+    sql_per_message = statements[0] / max(len(files), 1)
 
     # Correctness from the database: every inbound row, its outcome and ticket, and the
     # X-Corpus-* headers of the raw message it stored.
@@ -157,6 +196,9 @@ def run_ours(database_url: str, corpus: Path) -> dict:
         "elapsed_s": elapsed,
         "per_s": len(files) / elapsed,
         "peak_rss_mb": _peak_rss_mb(),
+        "sql_per_message": sql_per_message,
+        "cpu_ms_per_message": 1000 * cpu / max(len(files), 1),
+        "step_ms_per_message": step_ms,
         "errors": errors,
         "records": records,
         "versions": {"python": sys.version.split()[0], "sqlalchemy": sqlalchemy.__version__},
@@ -222,12 +264,22 @@ def run_peer(database_url: str, corpus: Path, media_root: Path) -> dict:
     )
     logger = logging.getLogger("bench.peer")
     logger.setLevel(logging.WARNING)
+    from django.db import connection
+
+    statements = [0]
+
+    def _count(execute, sql, params, many, context):
+        statements[0] += 1
+        return execute(sql, params, many, context)
+
+    connection.execute_wrappers.append(_count)
     files = _corpus_files(corpus)
     errors: list[str] = []
     records: dict[int, dict] = {}
     peer_ids: dict[int, int] = {}  # corpus ticket number -> peer ticket id
     seen_tickets: set[int] = set()
     elapsed = 0.0
+    cpu_started = _cpu_s()
     for path in files:
         raw = path.read_bytes()
         fields = _corpus_headers(raw)
@@ -259,6 +311,9 @@ def run_peer(database_url: str, corpus: Path, media_root: Path) -> dict:
             "opened": opened,
             "outcome": "ticket" if opened else ("followup" if ticket_id else "none"),
         }
+    cpu = _cpu_s() - cpu_started
+    connection.execute_wrappers.remove(_count)
+    sql_per_message = statements[0] / max(len(files), 1)
     # The database agrees with what the calls returned: one follow-up per message that made one.
     database = {
         "tickets": Ticket.objects.count(),
@@ -276,6 +331,8 @@ def run_peer(database_url: str, corpus: Path, media_root: Path) -> dict:
         "elapsed_s": elapsed,
         "per_s": len(files) / elapsed,
         "peak_rss_mb": _peak_rss_mb(),
+        "sql_per_message": sql_per_message,
+        "cpu_ms_per_message": 1000 * cpu / max(len(files), 1),
         "errors": errors,
         "records": records,
         "database": database,
@@ -367,10 +424,13 @@ class _Databases:
         admin.dispose()
 
 
-def _run_child(python: Path | str, side: str, database_url: str, corpus: Path, workdir: Path) -> dict:
+def _run_child(
+    python: Path | str, side: str, database_url: str, corpus: Path, workdir: Path,
+    extra: tuple[str, ...] = (),
+) -> dict:
     command = [
         str(python), str(Path(__file__).resolve()), "--child", side,
-        "--database-url", database_url, "--corpus", str(corpus), "--workdir", str(workdir),
+        "--database-url", database_url, "--corpus", str(corpus), "--workdir", str(workdir), *extra,
     ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -443,6 +503,10 @@ def report(ours: dict, peer: dict, *, n: int, engine: str, seed: int) -> str:
         f"| ratio | {ratio:.2f}× | 1× |",
         f"| wall time of the message loop | {ours['elapsed_s']:.1f} s | {peer['elapsed_s']:.1f} s |",
         f"| peak RSS of the process | {ours['peak_rss_mb']:.0f} MB | {peer['peak_rss_mb']:.0f} MB |",
+        f"| CPU time of the process per message | {ours['cpu_ms_per_message']:.1f} ms | "
+        f"{peer['cpu_ms_per_message']:.1f} ms |",
+        f"| SQL statements per message | {ours['sql_per_message']:.1f} | "
+        f"{peer['sql_per_message']:.1f} |",
         f"| exceptions | {len(ours['errors'])} | {len(peer['errors'])} |",
     ]
     for label in ours_score:
@@ -456,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="300 messages")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--engine", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--steps", action="store_true",
+                        help="also time each of our routing steps (ms per message, on stderr)")
     parser.add_argument("--dump", metavar="FILE.json", help="write every message's result per side")
     parser.add_argument("--child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
@@ -464,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.child == "ours":
-        _emit(run_ours(args.database_url, Path(args.corpus)))
+        _emit(run_ours(args.database_url, Path(args.corpus), steps=args.steps))
         return 0
     if args.child == "peer":
         _emit(run_peer(args.database_url, Path(args.corpus), Path(args.workdir) / "media"))
@@ -478,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _Databases(args.engine, workdir / "db") as urls:
             print(f"ticketpost: routing {n} messages ...", file=sys.stderr)
-            ours = _run_child(sys.executable, "ours", urls["ours"], corpus, workdir)
+            ours = _run_child(sys.executable, "ours", urls["ours"], corpus, workdir,
+                              ("--steps",) if args.steps else ())
             print(f"django-helpdesk: processing {n} messages ...", file=sys.stderr)
             peer = _run_child(PEER_PYTHON, "peer", urls["peer"], corpus, workdir)
     finally:
@@ -491,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nour ticket numbers matched the corpus' [#N] tags for {sanity[0]}/{sanity[1]} "
           "wrong-client messages", file=sys.stderr)
     print(f"peer database: {peer['database']}", file=sys.stderr)
+    if ours.get("step_ms_per_message"):
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in sorted(
+            ours["step_ms_per_message"].items(), key=lambda kv: -kv[1]))
+        print(f"our routing steps, ms per message: {steps}", file=sys.stderr)
     for side in (ours, peer):
         for error in side["errors"][:5]:
             print(f"{side['side']} error: {error}", file=sys.stderr)
