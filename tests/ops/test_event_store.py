@@ -127,3 +127,20 @@ def test_a_failure_recorded_without_timing_counts_but_adds_no_duration():
     got = samples(metrics.get_event_store())
     assert got[("ticketpost_routed_messages_total", (("outcome", "failed"), ("source", "smtp")))] == 1
     assert ("ticketpost_routing_duration_seconds_count", (("outcome", "failed"),)) not in got
+
+
+def test_after_a_failed_write_events_are_dropped_instead_of_waiting_on_redis_again(monkeypatch):
+    from ticketpost.metrics import events
+
+    calls = []
+
+    class DeadStore:
+        def inc(self, *args):
+            calls.append(args)
+            raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(events, "get_event_store", lambda settings=None: DeadStore())
+    events.smtp_reply(250)
+    events.smtp_reply(250)
+    events.rate_limited()
+    assert len(calls) == 1

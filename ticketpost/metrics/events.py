@@ -379,49 +379,66 @@ def _le(bound: float) -> str:
 # --- the process-wide store -------------------------------------------------------------------
 
 _store_lock = threading.Lock()
-_store: EventStore | None = None
-_store_key: tuple | None = None
+_stores: dict[tuple, EventStore] = {}
 
 
 def get_event_store(settings=None) -> EventStore:
-    """The event store for ``settings`` (default: the process's): Redis when REDIS_URL is set."""
-    global _store, _store_key
+    """The event store for ``settings`` (default: the process's): Redis when REDIS_URL is set.
+
+    One store per (Redis URL, namespace, process id): a forked child gets its own, and a caller
+    with other settings (a test's app) never replaces the store the hooks of this process use.
+    """
     from ticketpost.settings import get_settings
 
     settings = settings or get_settings()
     key = (settings.redis_url, settings.redis_namespace, os.getpid())
-    if _store is not None and _store_key == key:
-        return _store
+    store = _stores.get(key)
+    if store is not None:
+        return store
     with _store_lock:
-        if _store is None or _store_key != key:
-            old = _store
+        store = _stores.get(key)
+        if store is None:
             if settings.redis_url:
-                _store = RedisEventStore(settings.redis_url, settings.redis_namespace)
+                store = RedisEventStore(settings.redis_url, settings.redis_namespace)
             else:
-                _store = LocalEventStore()
-            _store_key = key
-            if isinstance(old, RedisEventStore) and old.pid == os.getpid():
-                old.close()  # a forked child must not withdraw its parent's gauges
-        return _store
+                store = LocalEventStore()
+            _stores[key] = store
+        return store
 
 
 def reset_event_store() -> None:
-    """Forget the process-wide store (tests; after a settings change); withdraws its gauges."""
-    global _store, _store_key
+    """Forget every store of this process (tests); Redis stores withdraw their gauges first."""
+    global _paused_until
+    _paused_until = 0.0
     with _store_lock:
-        old, _store, _store_key = _store, None, None
-    if isinstance(old, RedisEventStore) and old.pid == os.getpid():
-        old.close()
+        old = list(_stores.values())
+        _stores.clear()
+    for store in old:
+        if isinstance(store, RedisEventStore) and store.pid == os.getpid():
+            store.close()
 
 
 # --- hooks the mail flow calls ---------------------------------------------------------------
 
 
+#: After a failed write, events are dropped for this long instead of waiting on a dead Redis
+#: again at every message (the socket timeouts would slow routing down).
+PAUSE_AFTER_FAILURE_S = 5.0
+_paused_until = 0.0
+
+
 def _safely(action, *args) -> None:
+    global _paused_until
+    if time.monotonic() < _paused_until:
+        return
     try:
         action(get_event_store(), *args)
     except Exception:  # noqa: BLE001 - metrics never break the mail flow
-        log.warning("could not record a metric", exc_info=log.isEnabledFor(logging.DEBUG))
+        _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
+        log.warning(
+            "could not record a metric; dropping metric events for %.0f s", PAUSE_AFTER_FAILURE_S,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
 
 
 def observe_routing(outcome: str, source: str, seconds: float | None) -> None:
