@@ -98,10 +98,21 @@ def _raw_header_text(value: object) -> str:
         return value
     except UnicodeEncodeError:
         pass
-    data = value.encode("ascii", errors="surrogateescape") if _has_surrogates(value) else None
-    if data is None:
+    if not _has_surrogates(value):
         return value
-    return decode_bytes(data)
+    return decode_bytes(_to_bytes(value))
+
+
+def _to_bytes(text: str) -> bytes:
+    """Bytes back from parser text (8-bit bytes surrogate-escaped, sometimes mixed with real text)."""
+    try:
+        return text.encode("ascii", errors="surrogateescape")
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="replace")
 
 
 def _has_surrogates(value: str) -> bool:
@@ -216,7 +227,7 @@ class ParsedMail:
         try:
             return extract_body(self.message)
         except Exception:  # noqa: BLE001 - decode what can be decoded, never crash
-            return Body(text=decode_bytes(_after_headers(self.raw)), source="none")
+            return Body(text=clean_text(decode_bytes(_after_headers(self.raw))), source="none")
 
 
 def _after_headers(raw: bytes) -> bytes:
@@ -390,8 +401,8 @@ def _payload_bytes(part: Message) -> bytes:
         return b"".join(p.as_bytes() for p in payload if isinstance(p, Message))
     if not isinstance(payload, str):
         payload = str(payload)
-    cte = (part.get("Content-Transfer-Encoding") or "").strip().lower()
-    data = payload.encode("ascii", errors="surrogateescape")
+    cte = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
+    data = _to_bytes(payload)
     if cte == "base64":
         try:
             return binascii.a2b_base64(data)

@@ -1,0 +1,66 @@
+"""The fast parser: headers decoded in any charset, bodies on demand, never an exception."""
+
+from __future__ import annotations
+
+from routing.mailparse import decode_header_value, html_to_text, parse_message
+from routing.subjects import new_ticket_subject, strip_reply_prefixes, ticket_tags
+
+
+def test_headers_are_decoded_from_rfc2047_and_raw_8bit():
+    raw = ("From: =?iso-8859-1?q?J=FCrgen?= <j@acme.com>\r\nSubject: Grüße aus Köln\r\n\r\nx").encode("utf-8")
+    mail = parse_message(raw)
+    assert mail.subject == "Grüße aus Köln"
+    assert mail.from_addresses == [("Jürgen", "j@acme.com")]
+
+
+def test_raw_cp1252_header_bytes_are_decoded():
+    mail = parse_message(b"Subject: Gr\xfc\xdfe \x80 5\r\n\r\n")
+    assert mail.subject == "Grüße € 5"
+
+
+def test_folded_headers_are_unfolded():
+    mail = parse_message(b"Subject: a very\r\n long subject\r\n\r\n")
+    assert mail.subject == "a very long subject"
+
+
+def test_a_missing_message_id_becomes_a_stable_synthetic_one():
+    raw = b"From: a@b.example\r\n\r\nbody"
+    assert parse_message(raw).message_id == parse_message(raw).message_id
+    assert parse_message(raw).message_id_synthetic
+    assert parse_message(raw).message_id != parse_message(raw + b"!").message_id
+
+
+def test_message_ids_are_read_without_brackets_and_references_in_order():
+    mail = parse_message(b"Message-ID: <a@x>\r\nIn-Reply-To: <b@x>\r\nReferences: <c@x>\r\n <b@x>\r\n\r\n")
+    assert (mail.message_id, mail.in_reply_to, mail.references) == ("a@x", ["b@x"], ["c@x", "b@x"])
+
+
+def test_the_body_is_parsed_only_when_asked_for():
+    mail = parse_message(b"From: a@b.example\r\nContent-Type: text/plain\r\n\r\nhello\r\n")
+    assert mail._full is None
+    assert mail.body.text.strip() == "hello"
+
+
+def test_html_becomes_readable_text():
+    text = html_to_text("<div>Hello&nbsp;<b>world</b></div><script>x()</script><p>Second &amp; last</p>")
+    assert text == "Hello world\n\nSecond & last" or text == "Hello world\nSecond & last"
+
+
+def test_garbage_never_raises():
+    for raw in (b"", b"\x00\xff\xfe", b"\r\n\r\n", b"From:\r\n", b"Content-Type: multipart/mixed\r\n\r\n--",
+                b"Subject: =?utf-8?b?!!!?=\r\n\r\n", b"From: " + b"<" * 5000 + b"\r\n\r\n"):
+        mail = parse_message(raw)
+        assert isinstance(mail.body.text, str)
+
+
+def test_decode_header_value_handles_none_and_unknown_charsets():
+    assert decode_header_value(None) == ""
+    assert "x" in decode_header_value("=?x-unknown?q?x?=")
+
+
+def test_reply_prefixes_and_tags():
+    assert strip_reply_prefixes("Re: AW: RV: SV: Antw: VS: WG: Fwd: TR: Hello") == "Hello"
+    assert strip_reply_prefixes("Re[3]: Re(2): Hello") == "Hello"
+    assert strip_reply_prefixes("Return policy") == "Return policy"
+    assert ticket_tags("RE: [Ticket#42] and [#7]") == [42, 7]
+    assert new_ticket_subject("   ") == "(no subject)"
