@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from routing.auth_dkim import static_dns, verify_signatures
 from routing.auth_orgdomain import aligned, organizational_domain
-from routing.authentication import AuthVerdict, evaluate_authentication
+from routing.authentication import AuthVerdict, authserv_id_of, evaluate_authentication
 from tests.routing.sender_auth_keys import DkimKey, dns_for
 
 TRUSTED = ["mx.msp.example"]
@@ -315,6 +315,25 @@ def test_without_a_dns_argument_the_system_resolver_is_asked(acme_key, monkeypat
     monkeypatch.setattr(auth_dkim, "system_dns", dns_for(acme_key))
     verdict = judge(acme_key.sign(mail()), dkim_verify=True)
     assert verdict.authenticated and verdict.method == "local-dkim"
+
+
+@pytest.mark.parametrize(
+    "value, authserv_id",
+    [
+        ("mx.msp.example; dmarc=pass", "mx.msp.example"),
+        ("MX.MSP.Example 1; none", "mx.msp.example"),
+        ("(relay (internal)) mx.msp.example; dkim=pass", "mx.msp.example"),
+        ("mx.msp.example (note; with semicolon); dkim=pass", "mx.msp.example"),
+        (" ; dkim=pass", ""),
+    ],
+)
+def test_the_authserv_id_is_read_before_any_full_parse(value, authserv_id):
+    assert authserv_id_of(value) == authserv_id
+
+
+def test_a_trusted_header_with_comments_is_still_found():
+    verdict = judge(mail("(checked by) mx.msp.example (2.1); dmarc=pass header.from=acme.com"))
+    assert verdict.authenticated
 
 
 # --- hostile input -----------------------------------------------------------------------------
