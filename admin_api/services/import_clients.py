@@ -27,7 +27,14 @@ from sqlalchemy.engine import Connection
 
 from admin_api.services.import_spreadsheet import Record
 from admin_api.services.import_templates import CLIENTS
-from admin_api.services.imports import BatchPlan, bool_cell, chunks, same, text_cell
+from admin_api.services.imports import (
+    BatchPlan,
+    bool_cell,
+    chunks,
+    matches_any,
+    same,
+    text_cell,
+)
 from models import Client, ClientDomain, Sla, ThresholdProfile
 from models.domain_names import InvalidDomain, is_public_domain, normalize_domain
 
@@ -107,16 +114,19 @@ class ClientImporter:
 
     def _domains(self, plan: BatchPlan, record: Record) -> list[str]:
         result: list[str] = []
+        problems: list[str] = []
         for part in DOMAIN_SEPARATORS.split(record.cells["domains"]):
             if not part:
                 continue
             try:
                 domain = normalize_domain(part)
             except InvalidDomain as exc:
-                plan.error(record.line, "domains", str(exc))
+                problems.append(str(exc))
                 continue
             if domain not in result:
                 result.append(domain)
+        if problems:
+            plan.error(record.line, "domains", "; ".join(problems))
         return result
 
     def _check_row(self, plan: BatchPlan, record: Record) -> ClientRow | None:
@@ -146,7 +156,8 @@ class ClientImporter:
     def _existing(self, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
         for chunk in chunks(keys, QUERY_CHUNK):
-            query = select(clients).where(func.lower(clients.c.name).in_(chunk))
+            query = select(clients).where(
+                matches_any(self.connection, func.lower(clients.c.name), chunk))
             for row in self.connection.execute(query):
                 found[row.name.lower()] = row
         return found
@@ -156,7 +167,7 @@ class ClientImporter:
         for chunk in chunks(domains, QUERY_CHUNK):
             query = (select(client_domains.c.domain, clients.c.id, clients.c.name)
                      .join(clients, clients.c.id == client_domains.c.client_id)
-                     .where(client_domains.c.domain.in_(chunk)))
+                     .where(matches_any(self.connection, client_domains.c.domain, chunk)))
             for row in self.connection.execute(query):
                 owners[row.domain] = (row.id, row.name)
         return owners
@@ -165,7 +176,8 @@ class ClientImporter:
         current: dict[int, dict[str, int]] = {}
         for chunk in chunks(client_ids, QUERY_CHUNK):
             query = select(client_domains.c.id, client_domains.c.client_id,
-                           client_domains.c.domain).where(client_domains.c.client_id.in_(chunk))
+                           client_domains.c.domain).where(
+                matches_any(self.connection, client_domains.c.client_id, chunk))
             for row in self.connection.execute(query):
                 current.setdefault(row.client_id, {})[row.domain] = row.id
         return current

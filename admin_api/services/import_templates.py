@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from sqlalchemy import Table
@@ -52,7 +53,11 @@ class Template:
         return tuple(c.name for c in self.columns if c.required)
 
     def column(self, name: str) -> TemplateColumn:
-        return next(c for c in self.columns if c.name == name)
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> dict[str, TemplateColumn]:
+        return {c.name: c for c in self.columns}
 
 
 def _length(table: Table, column: str) -> int | None:
