@@ -90,6 +90,15 @@ def _redis_broker(settings: Settings) -> dramatiq.Broker:
     )
 
 
+def reset_broker() -> None:
+    """Forget the process's broker (closing it); the next use sets one up from the settings."""
+    global _broker
+    with _lock:
+        old, _broker = _broker, None
+    if old is not None:
+        _close_quietly(old)
+
+
 def get_broker() -> dramatiq.Broker:
     """The process's broker, set up from the environment on first use."""
     broker = _broker

@@ -192,3 +192,12 @@ def redis_url() -> str:
 def redis_namespace() -> str:
     """A dramatiq/Redis key namespace no other test or process uses."""
     return f"tp-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_queue_broker():
+    """Every test starts without a queue broker: the first use builds one from its settings."""
+    yield
+    from routing.broker import reset_broker
+
+    reset_broker()
