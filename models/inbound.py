@@ -35,6 +35,8 @@ class InboundMessage(Base):
     __table_args__ = (
         Index("ix_inbound_status_received", "status", "received_at"),
         Index("ix_inbound_sender_outcome", "sender_email", "received_at"),
+        # Covers the metrics' count by source, status and outcome (migration 0003).
+        Index("ix_inbound_source_status_outcome", "source", "status", "outcome"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
