@@ -172,6 +172,13 @@ class LocalEventStore:
         return self.registry.collect()
 
 
+#: Score a process id with Redis's own clock, so heartbeats from hosts with skewed clocks compare.
+_TOUCH = """
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(now[1]) + tonumber(now[2]) / 1000000, ARGV[1])
+"""
+
+
 def _field(*parts: str) -> str:
     return json.dumps(list(parts), separators=(",", ":"))
 
@@ -191,7 +198,7 @@ class RedisEventStore:
     Keys (``P`` = ``<namespace>:tp:metrics``): ``P:<metric name>`` one hash per metric;
     counters use the JSON label list as field; histograms add ``"bucket", "<le>"``, ``"sum"`` and
     ``"count"`` to it; per-process gauges use ``[process id]``. ``P:processes`` is the sorted set
-    of process ids scored by last heartbeat (Unix seconds).
+    of process ids scored by last heartbeat (Unix seconds by the Redis server's clock).
     """
 
     def __init__(
@@ -217,6 +224,7 @@ class RedisEventStore:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._touch = self.client.register_script(_TOUCH)
 
     def key(self, metric: EventMetric | str) -> str:
         name = metric if isinstance(metric, str) else metric.name
@@ -257,7 +265,7 @@ class RedisEventStore:
     def _publish_gauge(self, name: str, value: float) -> None:
         self._ensure_heartbeat()
         pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(self.processes_key, {self.process_id: time.time()})
+        self._touch(keys=[self.processes_key], args=[self.process_id], client=pipe)
         pipe.hset(self.key(name), _field(self.process_id), repr(value))
         pipe.execute()
 
@@ -266,7 +274,7 @@ class RedisEventStore:
         with self._lock:
             gauges = dict(self._gauges)
         pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(self.processes_key, {self.process_id: time.time()})
+        self._touch(keys=[self.processes_key], args=[self.process_id], client=pipe)
         for name, value in gauges.items():
             pipe.hset(self.key(name), _field(self.process_id), repr(value))
         pipe.execute()
@@ -312,7 +320,8 @@ class RedisEventStore:
 
     def live_processes(self) -> set[str]:
         """Process ids whose heartbeat is fresher than the TTL; stale ones are forgotten."""
-        cutoff = time.time() - self.heartbeat_ttl_s
+        seconds, micros = self.client.time()  # Redis's clock: hosts' clocks may disagree
+        cutoff = seconds + micros / 1e6 - self.heartbeat_ttl_s
         self.client.zremrangebyscore(self.processes_key, "-inf", f"({cutoff}")
         return {p.decode() for p in self.client.zrangebyscore(self.processes_key, cutoff, "+inf")}
 
