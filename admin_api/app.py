@@ -52,6 +52,14 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+# Answers any /api/v1 operation can give, documented once for all of them in OpenAPI.
+COMMON_RESPONSES: dict[int | str, dict] = {
+    400: {"description": "the request body could not be parsed (not JSON, not UTF-8)"},
+    401: {"description": "no bearer token, or an unknown or revoked one"},
+    422: {"description": "a field is invalid; `detail[].loc` names it"},
+}
+
+
 def check_database(app: FastAPI) -> None:
     """Readiness: the database answers and carries our schema (``ticketpost migrate`` ran)."""
     with app.state.engine.connect() as conn:
@@ -92,7 +100,7 @@ def create_app(*, engine: Engine | None = None, settings: Settings | None = None
     app.include_router(_health_router())
     app.include_router(metrics.router)  # /metrics, beside /healthz and /readyz
     for router in ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
     return app
 
 
