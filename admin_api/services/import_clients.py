@@ -32,6 +32,7 @@ from admin_api.services.imports import (
     bool_cell,
     chunks,
     matches_any,
+    name_folder,
     same,
     text_cell,
 )
@@ -52,7 +53,7 @@ QUERY_CHUNK = 1000
 
 @dataclass
 class ClientRow:
-    """One checked row: its line, key (lower-case name), column values and domains (None: absent)."""
+    """One checked row: its line, key (name as the database folds it), values, domains (None: absent)."""
 
     line: int
     key: str
@@ -94,6 +95,7 @@ class ClientImporter:
         self.references = {column: _names(connection, table)
                            for column, (_, table, _) in REFERENCES.items() if column in present}
         self.seen_names: dict[str, int] = {}
+        self.fold = name_folder(connection)
         self.seen_domains: dict[str, int] = {}
 
     # --- checking ------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ class ClientImporter:
         name = values["name"]
         if not isinstance(name, str):
             return None
-        key = name.lower()
+        key = self.fold(name)
         first = self.seen_names.get(key)
         if first is not None:
             plan.error(record.line, "name", f"client {name!r} is already on line {first} of this file")
@@ -159,7 +161,7 @@ class ClientImporter:
             query = select(clients).where(
                 matches_any(self.connection, func.lower(clients.c.name), chunk))
             for row in self.connection.execute(query):
-                found[row.name.lower()] = row
+                found[self.fold(row.name)] = row
         return found
 
     def _owners(self, domains: Iterable[str]) -> dict[str, tuple[int, str]]:

@@ -31,6 +31,7 @@ from admin_api.services.imports import (
     bool_cell,
     chunks,
     matches_any,
+    name_folder,
     same,
     text_cell,
 )
@@ -113,6 +114,7 @@ class ContactImporter:
         self.primary_lines: dict[int, int] = {}
         self.client_ids: dict[str, tuple[int, str] | None] = {}
         self.demoted: set[int] = set()
+        self.fold = name_folder(connection)
 
     # --- checking ------------------------------------------------------------------------------
 
@@ -144,11 +146,11 @@ class ContactImporter:
         return ContactRow(record.line, email, client, values)
 
     def _resolve_clients(self, names: Iterable[str]) -> None:
-        missing = {name.lower() for name in names} - self.client_ids.keys()
+        missing = {self.fold(name) for name in names} - self.client_ids.keys()
         for chunk in chunks(missing, QUERY_CHUNK):
             query = select(clients.c.id, clients.c.name).where(matches_any(self.connection, func.lower(clients.c.name), chunk))
             for row in self.connection.execute(query):
-                self.client_ids[row.name.lower()] = (row.id, row.name)
+                self.client_ids[self.fold(row.name)] = (row.id, row.name)
         for key in missing:
             self.client_ids.setdefault(key, None)
 
@@ -168,14 +170,14 @@ class ContactImporter:
                               if record.cells["client"])
         for record, _ in checked:
             name = record.cells["client"]
-            if name and self.client_ids.get(name.lower()) is None:
+            if name and self.client_ids.get(self.fold(name)) is None:
                 plan.error(record.line, "client", f"unknown client {name!r}; "
                                                   "import it with clients.csv first")
         rows = [row for _, row in checked
-                if row is not None and self.client_ids.get(row.client.lower()) is not None]
+                if row is not None and self.client_ids.get(self.fold(row.client)) is not None]
         existing = self._existing([row.email for row in rows])
         for row in rows:
-            client_id, client_name = self.client_ids[row.client.lower()]
+            client_id, client_name = self.client_ids[self.fold(row.client)]
             if row.values.get("is_primary"):
                 first = self.primary_lines.get(client_id)
                 if first is not None:

@@ -15,6 +15,7 @@ itself only rolls back.
 from __future__ import annotations
 
 import logging
+import string
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -98,6 +99,20 @@ def matches_any(connection: Connection, expression, values: list[str] | list[int
         element = Integer if values and isinstance(values[0], int) else String
         return expression == any_(literal(list(values), ARRAY(element)))
     return expression.in_(values)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def name_folder(connection: Connection) -> Callable[[str], str]:
+    """Python's twin of the database's ``lower()``, which keys client names (a unique index).
+
+    SQLite's ``lower()`` folds only ASCII letters (``À`` stays ``À``); PostgreSQL's folds all.
+    Keys computed the database's way find exactly the rows its unique index would clash with.
+    """
+    if connection.dialect.name == "sqlite":
+        return lambda text: text.translate(_ASCII_LOWER)
+    return str.lower
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:
