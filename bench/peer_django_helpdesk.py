@@ -240,8 +240,13 @@ def _rewrite_tag(raw: bytes, peer_ids: dict[int, int]) -> bytes:
     return raw[:start] + f"Subject: {encoded}".encode("ascii") + raw[end:]
 
 
-def run_peer(database_url: str, corpus: Path, media_root: Path) -> dict:
-    """Feed every corpus message to django-helpdesk; return timing and per-message records."""
+def run_peer(database_url: str, corpus: Path, media_root: Path, *, notify: bool = True) -> dict:
+    """Feed every corpus message to django-helpdesk; return timing and per-message records.
+
+    ``notify=False`` replaces ``helpdesk.email.send_info_email`` (which renders the acknowledgement
+    mails to the submitter) by a no-op: ticketpost sends no mail, so this is the like-for-like
+    variant. By default django-helpdesk runs as shipped (its mails go to the dummy backend).
+    """
     import logging
 
     os.environ["PEER_DATABASE_URL"] = database_url
@@ -254,7 +259,11 @@ def run_peer(database_url: str, corpus: Path, media_root: Path) -> dict:
     from django.utils import encoding
 
     call_command("migrate", verbosity=0)
+    import helpdesk.email
     from helpdesk.email import extract_email_metadata
+
+    if not notify:
+        helpdesk.email.send_info_email = lambda *args, **kwargs: set()
     from helpdesk.exceptions import DeleteIgnoredTicketException, IgnoreTicketException
     from helpdesk.models import FollowUp, Queue, Ticket
 
@@ -326,7 +335,7 @@ def run_peer(database_url: str, corpus: Path, media_root: Path) -> dict:
     connections.close_all()
 
     return {
-        "side": "peer",
+        "side": "peer" if notify else "peer-no-mail",
         "messages": len(files),
         "elapsed_s": elapsed,
         "per_s": len(files) / elapsed,
@@ -383,21 +392,19 @@ def ensure_corpus(n: int, seed: int) -> Path:
 
 
 class _Databases:
-    """Two private databases (ours, peer) of one engine, removed afterwards."""
+    """One private database per side, all of one engine, removed afterwards."""
 
-    def __init__(self, engine: str, workdir: Path):
+    def __init__(self, engine: str, workdir: Path, sides: tuple[str, ...]):
         self.engine = engine
         self.workdir = workdir
         tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.names = {"ours": f"tp_bench_ours_{tag}", "peer": f"tp_bench_peer_{tag}"}
+        self.names = {side: f"tp_bench_{side.replace('-', '_')}_{tag}" for side in sides}
 
     def __enter__(self) -> dict[str, str]:
         if self.engine == "sqlite":
             self.workdir.mkdir(parents=True, exist_ok=True)
-            return {
-                "ours": f"sqlite:///{self.workdir / 'ours.db'}",
-                "peer": f"sqlite:///{self.workdir / 'peer.db'}",
-            }
+            return {side: f"sqlite:///{self.workdir / (name + '.db')}"
+                    for side, name in self.names.items()}
         from sqlalchemy import create_engine, text
 
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -406,10 +413,10 @@ class _Databases:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
-        return {
-            "ours": f"{base}/{self.names['ours']}",
-            "peer": f"{base}/{self.names['peer']}".replace("postgresql+psycopg://", "postgresql://"),
-        }
+        urls = {side: f"{base}/{name}" for side, name in self.names.items()}
+        # Django wants a plain postgresql:// URL (bench/peer/settings.py parses it).
+        return {side: url if side == "ours" else url.replace("postgresql+psycopg://", "postgresql://")
+                for side, url in urls.items()}
 
     def __exit__(self, *exc) -> None:
         if self.engine == "sqlite":
@@ -483,34 +490,32 @@ def tags_named_their_ticket(records: dict[int, dict]) -> tuple[int, int]:
     return good, len(wrong)
 
 
-def _fmt_row(label: str, ours: tuple[int, int], peer: tuple[int, int]) -> str:
-    def cell(good_total):
-        good, total = good_total
-        return f"{good}/{total} ({100 * good / total:.1f} %)" if total else "–"
-
-    return f"| {label} | {cell(ours)} | {cell(peer)} |"
+def _cell(good_total: tuple[int, int]) -> str:
+    good, total = good_total
+    return f"{good}/{total} ({100 * good / total:.1f} %)" if total else "–"
 
 
-def report(ours: dict, peer: dict, *, n: int, engine: str, seed: int) -> str:
-    """The side-by-side Markdown table."""
-    ratio = ours["per_s"] / peer["per_s"]
-    ours_score, peer_score = score(ours["records"]), score(peer["records"])
+def report(sides: list[tuple[str, dict]], *, n: int, engine: str, seed: int) -> str:
+    """The side-by-side Markdown table; the first side is ours, the second the reference peer."""
+    reference = sides[1][1]["per_s"]
+    scores = [score(result["records"]) for _, result in sides]
+
+    def row(label: str, cells) -> str:
+        return f"| {label} | " + " | ".join(cells) + " |"
+
     lines = [
-        f"| {n} messages, seed {seed}, {engine} | ticketpost | django-helpdesk "
-        f"{peer['versions']['django-helpdesk']} |",
-        "|---|---|---|",
-        f"| messages/s | {ours['per_s']:.1f} | {peer['per_s']:.1f} |",
-        f"| ratio | {ratio:.2f}× | 1× |",
-        f"| wall time of the message loop | {ours['elapsed_s']:.1f} s | {peer['elapsed_s']:.1f} s |",
-        f"| peak RSS of the process | {ours['peak_rss_mb']:.0f} MB | {peer['peak_rss_mb']:.0f} MB |",
-        f"| CPU time of the process per message | {ours['cpu_ms_per_message']:.1f} ms | "
-        f"{peer['cpu_ms_per_message']:.1f} ms |",
-        f"| SQL statements per message | {ours['sql_per_message']:.1f} | "
-        f"{peer['sql_per_message']:.1f} |",
-        f"| exceptions | {len(ours['errors'])} | {len(peer['errors'])} |",
+        row(f"{n} messages, seed {seed}, {engine}", [title for title, _ in sides]),
+        "|---" * (len(sides) + 1) + "|",
+        row("messages/s", [f"{r['per_s']:.1f}" for _, r in sides]),
+        row("throughput relative to django-helpdesk", [f"{r['per_s'] / reference:.2f}×" for _, r in sides]),
+        row("wall time of the message loop", [f"{r['elapsed_s']:.1f} s" for _, r in sides]),
+        row("CPU time of the process per message", [f"{r['cpu_ms_per_message']:.1f} ms" for _, r in sides]),
+        row("SQL statements per message", [f"{r['sql_per_message']:.1f}" for _, r in sides]),
+        row("peak RSS of the process", [f"{r['peak_rss_mb']:.0f} MB" for _, r in sides]),
+        row("exceptions", [str(len(r["errors"])) for _, r in sides]),
     ]
-    for label in ours_score:
-        lines.append(_fmt_row(label, ours_score[label], peer_score[label]))
+    for label in scores[0]:
+        lines.append(row(label, [_cell(sc[label]) for sc in scores]))
     return "\n".join(lines)
 
 
@@ -522,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--steps", action="store_true",
                         help="also time each of our routing steps (ms per message, on stderr)")
+    parser.add_argument("--peer-without-mail", action="store_true",
+                        help="run django-helpdesk a second time with its acknowledgement mails off")
+    parser.add_argument("--no-notify", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dump", metavar="FILE.json", help="write every message's result per side")
     parser.add_argument("--child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
@@ -533,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         _emit(run_ours(args.database_url, Path(args.corpus), steps=args.steps))
         return 0
     if args.child == "peer":
-        _emit(run_peer(args.database_url, Path(args.corpus), Path(args.workdir) / "media"))
+        _emit(run_peer(args.database_url, Path(args.corpus), Path(args.workdir) / "media",
+                       notify=not args.no_notify))
         return 0
 
     n = 300 if args.quick else args.n
@@ -541,38 +550,50 @@ def main(argv: list[str] | None = None) -> int:
     corpus = ensure_corpus(n, args.seed)
     workdir = PEER_DIR / f"run-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
+    sides = ("ours", "peer", "peer-no-mail") if args.peer_without_mail else ("ours", "peer")
     try:
-        with _Databases(args.engine, workdir / "db") as urls:
+        with _Databases(args.engine, workdir / "db", sides) as urls:
             print(f"ticketpost: routing {n} messages ...", file=sys.stderr)
             ours = _run_child(sys.executable, "ours", urls["ours"], corpus, workdir,
                               ("--steps",) if args.steps else ())
             print(f"django-helpdesk: processing {n} messages ...", file=sys.stderr)
             peer = _run_child(PEER_PYTHON, "peer", urls["peer"], corpus, workdir)
+            results = [("ticketpost", ours), (f"django-helpdesk {_peer_version(peer)}", peer)]
+            if args.peer_without_mail:
+                print(f"django-helpdesk without its mails: processing {n} messages ...",
+                      file=sys.stderr)
+                quiet = _run_child(PEER_PYTHON, "peer", urls["peer-no-mail"], corpus, workdir,
+                                   ("--no-notify",))
+                results.append((f"django-helpdesk {_peer_version(peer)}, mails off", quiet))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     if args.dump:
-        Path(args.dump).write_text(json.dumps({"ours": ours, "peer": peer}, indent=1))
-    print(report(ours, peer, n=n, engine=args.engine, seed=args.seed))
+        Path(args.dump).write_text(json.dumps(dict((r["side"], r) for _, r in results), indent=1))
+    print(report(results, n=n, engine=args.engine, seed=args.seed))
     sanity = tags_named_their_ticket(ours["records"])
     print(f"\nour ticket numbers matched the corpus' [#N] tags for {sanity[0]}/{sanity[1]} "
           "wrong-client messages", file=sys.stderr)
-    print(f"peer database: {peer['database']}", file=sys.stderr)
+    for title, result in results[1:]:
+        print(f"{title} database: {result['database']}", file=sys.stderr)
     if ours.get("step_ms_per_message"):
         steps = ", ".join(f"{k} {v:.2f}" for k, v in sorted(
             ours["step_ms_per_message"].items(), key=lambda kv: -kv[1]))
         print(f"our routing steps, ms per message: {steps}", file=sys.stderr)
-    for side in (ours, peer):
-        for error in side["errors"][:5]:
-            print(f"{side['side']} error: {error}", file=sys.stderr)
+    for title, result in results:
+        for error in result["errors"][:5]:
+            print(f"{title} error: {error}", file=sys.stderr)
     print(f"versions: ours {ours['versions']}, peer {peer['versions']}", file=sys.stderr)
-    ratio = ours["per_s"] / peer["per_s"]
     print(json.dumps({
         "ours_per_s": round(ours["per_s"], 1),
         "peer_per_s": round(peer["per_s"], 1),
-        "ratio": round(ratio, 2),
+        "ratio": round(ours["per_s"] / peer["per_s"], 2),
     }))
     return 0
+
+
+def _peer_version(result: dict) -> str:
+    return result["versions"]["django-helpdesk"]
 
 
 if __name__ == "__main__":
