@@ -9,7 +9,17 @@ from urllib.parse import urlsplit
 
 _url = urlsplit(os.environ["PEER_DATABASE_URL"])
 if _url.scheme.startswith("sqlite"):
-    _database = {"ENGINE": "django.db.backends.sqlite3", "NAME": _url.path[1:] or ":memory:"}
+    # The same pragmas ticketpost sets on its SQLite connections (models/db.py), so the engine
+    # settings are the same on both sides.
+    _database = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": _url.path[1:] or ":memory:",
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+            "PRAGMA busy_timeout=30000;",
+            "transaction_mode": "IMMEDIATE",
+        },
+    }
 else:
     _database = {
         "ENGINE": "django.db.backends.postgresql",
