@@ -99,7 +99,7 @@ def test_no_operation_answers_5xx_or_off_schema(served_api, pg_url, tmp_path):
             "--max-examples", "8",
             "--max-time", "75",
             "--seed", "20261127",
-            "--workers", "2",
+            "--workers", "1",
             "--no-shrink",
             "--output-truncate", "false",
         ],
