@@ -126,9 +126,30 @@ def test_size_is_advertised_and_enforced_with_552_5_3_4(start_stack, sqlite_url)
         client.rcpt("help@msp.example")
         code, text = client.data(message(1) + (b"x" * 70 + b"\r\n") * 50)
         assert (code, text[:5]) == (552, b"5.3.4")
+        # Far beyond the limit (more than the listener ever buffers): read to the end, refused.
+        client.mail("alice@acme.example")
+        client.rcpt("help@msp.example")
+        code, text = client.data(message(3) + (b"z" * 998 + b"\r\n") * 200)
+        assert (code, text[:5]) == (552, b"5.3.4")
         # The session goes on: a small message still gets through.
         assert client.sendmail("alice@acme.example", ["help@msp.example"], message(2)) == {}
     assert count_inbound(stack.engine) == 1
+
+
+def test_dot_stuffed_lines_are_stored_as_the_sender_wrote_them(start_stack, sqlite_url):
+    stack = start_stack(sqlite_url, worker=False)
+    body = b"Subject: dots\r\n\r\n.\r\n..two\r\n.leading\r\nends with a dot.\r\n.\r\n\r\nend\r\n"
+    with smtp(stack) as client:  # smtplib dot-stuffs; the listener must undo exactly that
+        assert client.sendmail("alice@acme.example", ["help@msp.example"], body) == {}
+        # An empty message is a message too.
+        client.mail("alice@acme.example")
+        client.rcpt("help@msp.example")
+        client.send(b"DATA\r\n")
+        assert client.getreply()[0] == 354
+        client.send(b".\r\n")
+        assert client.getreply()[0] == 250
+    raws = [r.raw for r in inbound_rows(stack.engine)]
+    assert raws == [body, b""]
 
 
 def test_lines_longer_than_rfc_5322_allows_are_still_accepted(start_stack, sqlite_url):
