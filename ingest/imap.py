@@ -1,0 +1,414 @@
+"""IMAP intake: one poller thread per enabled mailbox, supervised by ``ImapService``.
+
+A poller (``MailboxPoller``) loops forever, in this order:
+
+1. take the mailbox's lease (``ingest.imap_lock``: PostgreSQL advisory lock, or a file lock next to
+   the SQLite database) — without it, it waits as a standby and tries again;
+2. decrypt the password (``TICKETPOST_SECRET_KEY``), connect (``ssl``, ``starttls`` or ``none``;
+   certificates are verified against the system CAs or ``TICKETPOST_IMAP_CA_FILE``), log in;
+3. run a sync pass (``ingest.imap_sync``), record ``last_success_at``;
+4. wait for news with IDLE when the server has it (re-issued every ``TICKETPOST_IMAP_IDLE_RENEW_S``,
+   well inside the 29 minutes after which servers may drop an idle client), and run a full UID
+   sweep at least every ``TICKETPOST_IMAP_SWEEP_INTERVAL_S`` anyway (without IDLE: only the
+   sweep); back to 3.
+
+Any failure (network, login, server, database) closes the connection, is written to the
+mailbox's health fields (``last_error``, ``last_error_at``, ``consecutive_failures``) and is
+followed by an exponential backoff (``TICKETPOST_IMAP_BACKOFF_INITIAL_S`` doubling up to
+``TICKETPOST_IMAP_BACKOFF_MAX_S``, with jitter) before the next attempt — forever. A success resets
+``consecutive_failures`` to 0; ``last_error`` stays as the record of the most recent failure.
+
+``ImapService`` starts a poller per enabled mailbox and re-reads the mailbox table every
+``TICKETPOST_IMAP_RELOAD_INTERVAL_S``: added, enabled, changed, disabled and removed mailboxes are
+picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import astuple
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from ingest.imap_lock import lock_for
+from ingest.imap_sync import CheckpointMoved, MailboxConfig, MailboxGone, sync_pass
+from models import Mailbox
+from models.base import utcnow
+from models.db import get_engine, session_scope
+from models.secrets import decrypt_secret
+from ticketpost.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
+
+
+def connect(config: MailboxConfig, *, password: str, settings: Settings):
+    """A logged-in ``IMAPClient`` for ``config`` (TLS verified unless the mode is ``none``)."""
+    from imapclient import IMAPClient
+
+    port = config.port or DEFAULT_PORTS.get(config.security, 993)
+    context = None
+    if config.security in ("ssl", "starttls"):
+        context = ssl.create_default_context(cafile=settings.imap_ca_file)
+    client = IMAPClient(
+        config.host,
+        port=port,
+        ssl=config.security == "ssl",
+        ssl_context=context if config.security == "ssl" else None,
+        timeout=settings.imap_timeout_s,
+    )
+    try:
+        if config.security == "starttls":
+            client.starttls(context)
+        client.normalise_times = False  # INTERNALDATE as aware datetimes
+        client.login(config.username, password)
+    except BaseException:
+        _logout_quietly(client)
+        raise
+    return client
+
+
+def backoff_delay(failures: int, settings: Settings) -> float:
+    """Seconds to wait after ``failures`` consecutive failures: doubling, capped, with jitter."""
+    base = settings.imap_backoff_initial_s * (2 ** max(0, min(failures - 1, 30)))
+    return min(base, settings.imap_backoff_max_s) * random.uniform(0.8, 1.0)
+
+
+def record_failure(engine: Engine, mailbox_id: int, error: str) -> None:
+    """Write a failure into the mailbox's health fields."""
+    with session_scope(engine) as session:
+        session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == mailbox_id)
+            .values(
+                last_error=error[:2000],
+                last_error_at=utcnow(),
+                consecutive_failures=Mailbox.consecutive_failures + 1,
+            )
+        )
+
+
+def record_success(engine: Engine, mailbox_id: int) -> None:
+    """Write a successful pass into the mailbox's health fields."""
+    with session_scope(engine) as session:
+        session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == mailbox_id)
+            .values(last_success_at=utcnow(), consecutive_failures=0)
+        )
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of a failure for the health fields and logs."""
+    text = str(exc).strip() or "no details"
+    return f"{type(exc).__name__}: {text}"
+
+
+def default_hand_over(inbound_id: int) -> bool:
+    """Give a stored id to the routing queue (``routing.broker.enqueue``)."""
+    from routing.broker import enqueue
+
+    return enqueue(inbound_id)
+
+
+class MailboxPoller(threading.Thread):
+    """The thread that keeps one mailbox's folder taken in (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: MailboxConfig,
+        *,
+        engine: Engine,
+        settings: Settings,
+        hand_over: Callable[[int], object] = default_hand_over,
+    ) -> None:
+        super().__init__(name=f"imap-poller-{config.name}", daemon=True)
+        self.config = config
+        self.engine = engine
+        self.settings = settings
+        self.hand_over = hand_over
+        self.failures = 0
+        self.passes = 0
+        self.active = threading.Event()  # set while this poller holds the lease
+        self._stop_event = threading.Event()
+        self._client = None
+
+    # --- control ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the poller to finish its current step and exit."""
+        self._stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def run(self) -> None:
+        extra = {"mailbox": self.config.name}
+        log.info("IMAP poller started", extra=extra)
+        standby_logged = False
+        while not self.stopping:
+            lock = lock_for(self.engine, self.config.id)
+            try:
+                acquired = lock.acquire()
+            except Exception as exc:  # noqa: BLE001 - database down: wait and try again
+                self._failed(exc)
+                continue
+            if not acquired:
+                if not standby_logged:
+                    log.info("another poller has this mailbox; standing by", extra=extra)
+                    standby_logged = True
+                self._stop_event.wait(self.settings.imap_reload_interval_s)
+                continue
+            standby_logged = False
+            self.active.set()
+            try:
+                self._hold(lock)
+            finally:
+                self.active.clear()
+                lock.release()
+        log.info("IMAP poller stopped", extra=extra)
+
+    # --- while holding the lease --------------------------------------------------------------
+
+    def _hold(self, lock) -> None:
+        while not self.stopping and lock.alive():
+            try:
+                self._session(lock)
+            except MailboxGone:
+                log.info("mailbox removed; its poller stops", extra={"mailbox": self.config.name})
+                self._stop_event.set()
+            except CheckpointMoved as exc:
+                log.warning(
+                    "checkpoint moved under this poller; starting over",
+                    extra={"mailbox": self.config.name, "error": str(exc)},
+                )
+                self._stop_event.wait(1.0)
+            except Exception as exc:  # noqa: BLE001 - every failure: record, back off, retry
+                if self.stopping:
+                    return
+                self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        error = describe(exc)
+        delay = backoff_delay(self.failures, self.settings)
+        log.warning(
+            "IMAP mailbox failed; retrying",
+            extra={
+                "mailbox": self.config.name,
+                "error": error,
+                "failures": self.failures,
+                "retry_in_s": round(delay, 2),
+            },
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        try:
+            record_failure(self.engine, self.config.id, error)
+        except Exception:  # noqa: BLE001 - the database may be what failed
+            log.warning("could not record the failure", extra={"mailbox": self.config.name},
+                        exc_info=True)
+        self._stop_event.wait(delay)
+
+    def _session(self, lock) -> None:
+        """One connection: sync, wait for news, sync …; returns when stopping or the lease is lost."""
+        if not self.config.password_encrypted:
+            raise ValueError("the mailbox has no password stored")
+        password = decrypt_secret(self.config.password_encrypted, key=self.settings.secret_key)
+        client = connect(self.config, password=password, settings=self.settings)
+        self._client = client
+        try:
+            if self.config.move_to and not client.folder_exists(self.config.move_to):
+                client.create_folder(self.config.move_to)
+            idle = client.has_capability("IDLE")
+            while not self.stopping:
+                result = sync_pass(
+                    client,
+                    engine=self.engine,
+                    config=self.config,
+                    max_bytes=self.settings.smtp_max_message_bytes,
+                    batch_size=self.settings.imap_batch_size,
+                    hand_over=self.hand_over,
+                )
+                self.passes += 1
+                record_success(self.engine, self.config.id)
+                if self.failures:
+                    log.info("IMAP mailbox recovered", extra={"mailbox": self.config.name,
+                                                             "after_failures": self.failures})
+                self.failures = 0
+                if result.stored or result.too_large:
+                    log.info(
+                        "IMAP messages stored",
+                        extra={
+                            "mailbox": self.config.name,
+                            "stored": len(result.stored),
+                            "too_large": result.too_large,
+                            "duplicates": result.duplicates,
+                        },
+                    )
+                if not lock.alive():
+                    log.warning("lost the mailbox lease", extra={"mailbox": self.config.name})
+                    return
+                self._wait_for_mail(client, idle)
+        finally:
+            self._client = None
+            _logout_quietly(client)
+
+    def _wait_for_mail(self, client, idle: bool) -> None:
+        """Return when new mail may be there: IDLE news, the sweep interval, or stopping."""
+        sweep_at = time.monotonic() + self.settings.imap_sweep_interval_s
+        if not idle:
+            self._stop_event.wait(self.settings.imap_sweep_interval_s)
+            return
+        while not self.stopping and time.monotonic() < sweep_at:
+            renew_at = min(sweep_at, time.monotonic() + self.settings.imap_idle_renew_s)
+            client.idle()
+            news = False
+            try:
+                while not self.stopping and not news:
+                    left = renew_at - time.monotonic()
+                    if left <= 0:
+                        break
+                    wait = min(0.5, left)
+                    began = time.monotonic()
+                    responses = client.idle_check(timeout=wait)
+                    if not responses and time.monotonic() - began < wait / 2 \
+                            and _closed_by_server(client, self.settings.imap_timeout_s):
+                        raise ConnectionError("the server closed the connection during IDLE")
+                    news = _has_news(responses)
+            finally:
+                client.idle_done()
+            if news:
+                return
+
+
+def _has_news(responses) -> bool:
+    """True when IDLE told us about new messages; raises when the server says goodbye."""
+    news = False
+    for response in responses:
+        if not isinstance(response, tuple) or not response:
+            continue
+        if response[0] == b"BYE":
+            raise ConnectionError(f"server closed the connection: {response!r}")
+        if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
+            news = True
+    return news
+
+
+def _closed_by_server(client, timeout: float) -> bool:
+    """True when the peer closed the TCP connection (imapclient's ``idle_check`` hides EOF)."""
+    sock = client.socket()
+    try:
+        sock.setblocking(False)
+        # peek at the raw TCP stream (also under TLS): b"" means the server hung up
+        return socket.socket.recv(sock, 1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        try:
+            sock.settimeout(timeout)
+        except OSError:
+            pass
+
+
+def _logout_quietly(client) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class ImapService:
+    """Runs a ``MailboxPoller`` for each enabled mailbox and follows changes to the mailbox table.
+
+    ``start()`` returns at once; ``stop(timeout)`` stops every poller and waits for them.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine | None = None,
+        settings: Settings | None = None,
+        hand_over: Callable[[int], object] = default_hand_over,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.engine = engine or get_engine(self.settings.database_url)
+        self.hand_over = hand_over
+        self.pollers: dict[int, MailboxPoller] = {}
+        self._fingerprints: dict[int, tuple] = {}
+        self._stop_event = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    def start(self) -> "ImapService":
+        """Start the pollers of enabled mailboxes and the thread that follows mailbox changes."""
+        try:
+            self.reconcile()
+        except Exception:  # noqa: BLE001 - the supervisor keeps trying
+            log.warning("could not read the mailboxes yet; will retry", exc_info=True)
+        self._supervisor = threading.Thread(target=self._supervise, name="imap-service",
+                                            daemon=True)
+        self._supervisor.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every poller (each finishes its current step) and wait up to ``timeout`` seconds."""
+        self._stop_event.set()
+        deadline = time.monotonic() + timeout
+        if self._supervisor is not None:
+            self._supervisor.join(max(0.0, deadline - time.monotonic()))
+        for poller in self.pollers.values():
+            poller.stop()
+        for poller in self.pollers.values():
+            poller.join(max(0.0, deadline - time.monotonic()))
+        self.pollers.clear()
+        self._fingerprints.clear()
+
+    def wait(self) -> None:
+        """Block until ``stop()`` is called (the foreground ``ticketpost imap``)."""
+        while not self._stop_event.wait(1.0):
+            pass
+
+    def _supervise(self) -> None:
+        while not self._stop_event.wait(self.settings.imap_reload_interval_s):
+            try:
+                self.reconcile()
+            except Exception:  # noqa: BLE001
+                log.warning("could not re-read the mailboxes", exc_info=True)
+
+    def reconcile(self) -> None:
+        """Make the running pollers match the enabled mailboxes (start, restart, stop)."""
+        with session_scope(self.engine) as session:
+            rows = session.scalars(select(Mailbox).where(Mailbox.enabled.is_(True))).all()
+            wanted = {row.id: MailboxConfig.of(row) for row in rows}
+        if self._stop_event.is_set():
+            return
+        for mailbox_id in list(self.pollers):
+            config = wanted.get(mailbox_id)
+            poller = self.pollers[mailbox_id]
+            if config is None or astuple(config) != self._fingerprints[mailbox_id] \
+                    or not poller.is_alive():
+                poller.stop()
+                poller.join(30)
+                del self.pollers[mailbox_id]
+                del self._fingerprints[mailbox_id]
+        for mailbox_id, config in wanted.items():
+            if mailbox_id not in self.pollers:
+                poller = MailboxPoller(
+                    config, engine=self.engine, settings=self.settings, hand_over=self.hand_over
+                )
+                self.pollers[mailbox_id] = poller
+                self._fingerprints[mailbox_id] = astuple(config)
+                poller.start()

@@ -1,0 +1,633 @@
+"""One sync pass over an IMAP folder: find new mail by UID, store it with the checkpoint, then flag.
+
+The order is the guarantee (SPEC §4):
+
+1. ``select_folder``: SELECT the folder; learn UIDVALIDITY and UIDNEXT.
+2. ``adopt_uidvalidity``: a mailbox seen for the first time, or a folder whose UIDVALIDITY changed
+   (deleted and recreated, restored, migrated), restarts its checkpoint at UID 0 and marks every
+   UID already in the folder (``resync_until_uid``) as "old": those are only taken in when their
+   INTERNALDATE is at or after the mailbox's ``since`` (default: when the mailbox was added), and
+   never when this mailbox already stored the same Message-ID or the same bytes (SHA-256). So a
+   new mailbox does not turn years of mail into tickets, and a recreated folder re-ticketes nothing.
+3. ``finish_acknowledgements``: a poller killed between commit and flag left ``acked_uid <
+   last_uid``; those messages are stored already, so they are only flagged/moved now.
+4. ``ingest_new_mail``: ``UID SEARCH`` for UIDs above ``last_uid`` (never ``UNSEEN``: mail a
+   person already read is still ours), then per batch of ``TICKETPOST_IMAP_BATCH_SIZE`` UIDs the
+   ``BATCH_STEPS``: inspect sizes → download ``BODY.PEEK[]`` (leaves ``\\Seen`` alone) → commit the
+   messages and the new ``last_uid`` in ONE transaction (compare-and-set on the checkpoint, so a
+   second poller can never store the same UID) → hand the ids to the routing queue → ``\\Seen`` or
+   MOVE to the processed folder, and record ``acked_uid``.
+
+A message over ``TICKETPOST_SMTP_MAX_MESSAGE_BYTES`` (by ``RFC822.SIZE``) is not downloaded. It gets
+an inbound record with status and outcome ``failed``, empty raw bytes, ``size`` = its real size,
+its Message-ID/From/Subject from a header-only fetch, and a reason saying it was too large; on the
+server it keeps its ``\\Seen`` state, stays in the folder for a person to handle, and gets the
+keyword ``$TicketpostTooLarge``, which keeps it out of every later search (also after a
+UIDVALIDITY change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Engine
+
+from ingest.store import add_inbound
+from models import InboundMessage, Mailbox
+from models.base import utcnow
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+
+TOO_LARGE_KEYWORD = "$TicketpostTooLarge"
+SEEN = b"\\Seen"
+#: Most bytes downloaded per batch (a batch is also at most TICKETPOST_IMAP_BATCH_SIZE messages).
+BATCH_BYTES = 64 * 1024 * 1024
+_STUB_HEADERS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT)]"
+
+
+class CheckpointMoved(Exception):
+    """Raised when the stored checkpoint is not the one this pass started from (another poller
+    advanced it, or the mailbox was reconfigured); the batch is rolled back and nothing is flagged."""
+
+
+class MailboxGone(Exception):
+    """Raised when the mailbox row no longer exists (removed while its poller ran)."""
+
+
+class FolderUnusable(Exception):
+    """Raised when the server's SELECT answer lacks what we need (no UIDVALIDITY)."""
+
+
+# --- what travels between the steps --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    """What a poller needs to know about a mailbox row (a detached snapshot)."""
+
+    id: int
+    name: str
+    host: str
+    port: int | None
+    security: str
+    username: str
+    password_encrypted: bytes | None
+    folder: str
+    processed_folder: str | None
+    since: datetime | None
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Mailbox) -> "MailboxConfig":
+        return cls(
+            id=row.id,
+            name=row.name,
+            host=row.host,
+            port=row.port,
+            security=row.security,
+            username=row.username,
+            password_encrypted=bytes(row.password_encrypted) if row.password_encrypted else None,
+            folder=row.folder or "INBOX",
+            processed_folder=row.processed_folder,
+            since=row.since,
+            created_at=row.created_at,
+        )
+
+    @property
+    def source(self) -> str:
+        """The ``source`` of inbound messages from this mailbox (SPEC §1)."""
+        return f"imap:{self.name}"
+
+    @property
+    def move_to(self) -> str | None:
+        """The processed folder, unless it is unset or the polled folder itself."""
+        folder = (self.processed_folder or "").strip()
+        return folder if folder and folder != self.folder else None
+
+    @property
+    def cutoff(self) -> datetime:
+        """Old mail (see module docstring) counts only from here: ``since``, else the creation time,
+        floored to the second because INTERNALDATE has no fractions."""
+        moment = self.since or self.created_at or datetime(1970, 1, 1, tzinfo=timezone.utc)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.replace(microsecond=0)
+
+
+@dataclass
+class Checkpoint:
+    """The stored position of a mailbox in its folder."""
+
+    uidvalidity: int | None
+    last_uid: int | None
+    acked_uid: int | None
+    resync_until_uid: int | None
+
+    @classmethod
+    def of(cls, row: Mailbox) -> "Checkpoint":
+        return cls(row.uidvalidity, row.last_uid, row.acked_uid, row.resync_until_uid)
+
+
+@dataclass
+class PassResult:
+    """What one sync pass did (for logs, tests and the benchmark)."""
+
+    stored: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    too_large: int = 0
+    acknowledged: int = 0
+
+
+@dataclass
+class SyncPass:
+    """State of one pass over the folder, shared by its steps."""
+
+    client: object  # imapclient.IMAPClient
+    engine: Engine
+    config: MailboxConfig
+    max_bytes: int
+    batch_size: int
+    hand_over: Callable[[int], object]
+    checkpoint: Checkpoint | None = None
+    uidvalidity: int = 0
+    uidnext: int = 1
+    keywords_allowed: bool = True
+    result: PassResult = field(default_factory=PassResult)
+
+    @property
+    def last_uid(self) -> int:
+        return int(self.checkpoint.last_uid or 0)
+
+    @property
+    def resync_until(self) -> int:
+        return int(self.checkpoint.resync_until_uid or 0)
+
+
+@dataclass
+class Item:
+    """One message of a batch: its UID, size, INTERNALDATE and, once downloaded, its bytes."""
+
+    uid: int
+    size: int
+    internaldate: datetime | None
+    raw: bytes | None = None
+    headers: bytes | None = None
+    inbound_id: int | None = None
+    duplicate: bool = False
+    too_large: bool = False
+
+
+@dataclass
+class Batch:
+    """Consecutive candidate UIDs processed and committed together."""
+
+    uids: list[int]
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def max_uid(self) -> int:
+        return max(self.uids)
+
+    @property
+    def wanted(self) -> list[Item]:
+        return [i for i in self.items if not i.too_large]
+
+
+# --- the pass ------------------------------------------------------------------------------------
+
+
+def sync_pass(
+    client,
+    *,
+    engine: Engine,
+    config: MailboxConfig,
+    max_bytes: int,
+    batch_size: int,
+    hand_over: Callable[[int], object],
+) -> PassResult:
+    """Run every step of ``STEPS`` once over the mailbox's folder; return what was done."""
+    ctx = SyncPass(
+        client=client,
+        engine=engine,
+        config=config,
+        max_bytes=max_bytes,
+        batch_size=max(1, batch_size),
+        hand_over=hand_over,
+    )
+    for step in STEPS:
+        step(ctx)
+    return ctx.result
+
+
+def select_folder(ctx: SyncPass) -> None:
+    """SELECT the folder (read-write: we flag) and read UIDVALIDITY, UIDNEXT and PERMANENTFLAGS."""
+    info = ctx.client.select_folder(ctx.config.folder)
+    if b"UIDVALIDITY" not in info:
+        raise FolderUnusable(f"the server gave no UIDVALIDITY for folder {ctx.config.folder!r}")
+    ctx.uidvalidity = int(info[b"UIDVALIDITY"])
+    if b"UIDNEXT" in info:
+        ctx.uidnext = int(info[b"UIDNEXT"])
+    else:  # servers may omit it; the highest UID present + 1 is what it would say
+        uids = ctx.client.search(["ALL"])
+        ctx.uidnext = (max(uids) + 1) if uids else 1
+    permanent = info.get(b"PERMANENTFLAGS")
+    ctx.keywords_allowed = permanent is None or b"\\*" in permanent
+    ctx.checkpoint = load_checkpoint(ctx.engine, ctx.config.id)
+
+
+def adopt_uidvalidity(ctx: SyncPass) -> None:
+    """First look at this folder, or its UIDVALIDITY changed: restart the checkpoint (see above)."""
+    if ctx.checkpoint.uidvalidity == ctx.uidvalidity and ctx.checkpoint.last_uid is not None:
+        return
+    fresh = Checkpoint(
+        uidvalidity=ctx.uidvalidity, last_uid=0, acked_uid=0, resync_until_uid=ctx.uidnext - 1
+    )
+    with session_scope(ctx.engine) as session:
+        row = _locked_row(session, ctx.config.id)
+        _expect(row, ctx.checkpoint)
+        row.uidvalidity, row.last_uid = fresh.uidvalidity, fresh.last_uid
+        row.acked_uid, row.resync_until_uid = fresh.acked_uid, fresh.resync_until_uid
+    if ctx.checkpoint.uidvalidity is not None:
+        log.warning(
+            "IMAP folder has a new UIDVALIDITY; re-reading it without re-ticketing",
+            extra={
+                "mailbox": ctx.config.name,
+                "old_uidvalidity": ctx.checkpoint.uidvalidity,
+                "uidvalidity": ctx.uidvalidity,
+            },
+        )
+    ctx.checkpoint = fresh
+
+
+def finish_acknowledgements(ctx: SyncPass) -> None:
+    """Flag or move what an earlier poller committed but did not get to acknowledge."""
+    acked = int(ctx.checkpoint.acked_uid or 0)
+    if acked >= ctx.last_uid:
+        return
+    uids = [item.uid for item in inspect_uids(ctx, candidates(ctx, acked + 1, ctx.last_uid))
+            if not item.too_large and _wanted(ctx, item)]
+    if uids:
+        log.info(
+            "acknowledging messages stored before an interruption",
+            extra={"mailbox": ctx.config.name, "count": len(uids)},
+        )
+        _acknowledge_uids(ctx, uids)
+    _record_acked(ctx, ctx.last_uid)
+
+
+def ingest_new_mail(ctx: SyncPass) -> None:
+    """Take in every wanted UID above the checkpoint, batch by batch (``BATCH_STEPS``)."""
+    pending = candidates(ctx, ctx.last_uid + 1, None)
+    while pending:
+        batch = Batch(uids=pending[: ctx.batch_size])
+        for step in BATCH_STEPS:
+            step(ctx, batch)
+        pending = pending[len(batch.uids):]
+    if ctx.last_uid < ctx.resync_until:
+        _advance(ctx, ctx.resync_until)
+        _record_acked(ctx, ctx.resync_until)
+
+
+STEPS: tuple[Callable[[SyncPass], None], ...] = (
+    select_folder,
+    adopt_uidvalidity,
+    finish_acknowledgements,
+    ingest_new_mail,
+)
+
+
+# --- the steps of one batch ----------------------------------------------------------------------
+
+
+def inspect(ctx: SyncPass, batch: Batch) -> None:
+    """FETCH sizes and dates; mark oversize ones; keep old mail only from the cutoff on; cut the
+    batch where its download would exceed ``BATCH_BYTES``."""
+    items = inspect_uids(ctx, batch.uids)
+    kept: list[Item] = []
+    total = 0
+    for item in items:
+        if not item.too_large:
+            if kept and total + item.size > BATCH_BYTES:
+                batch.uids = [uid for uid in batch.uids if uid < item.uid]
+                break
+            total += item.size
+        kept.append(item)
+    batch.items = [item for item in kept if _wanted(ctx, item)]
+
+
+def download(ctx: SyncPass, batch: Batch) -> None:
+    """FETCH ``BODY.PEEK[]`` of the wanted messages (and only the headers of oversize ones)."""
+    small = [i for i in batch.items if not i.too_large]
+    if small:
+        data = ctx.client.fetch(sorted(i.uid for i in small), ["BODY.PEEK[]"])
+        for item in small:
+            body = data.get(item.uid, {}).get(b"BODY[]")
+            item.raw = bytes(body) if body is not None else None
+    large = [i for i in batch.items if i.too_large]
+    if large:
+        data = ctx.client.fetch(sorted(i.uid for i in large), [_STUB_HEADERS])
+        for item in large:
+            fields = data.get(item.uid, {})
+            item.headers = next((bytes(v) for k, v in fields.items() if k.startswith(b"BODY[")), b"")
+    # a message expunged by someone between SEARCH and FETCH is gone: nothing to store
+    batch.items = [i for i in batch.items if i.too_large or i.raw is not None]
+
+
+def commit(ctx: SyncPass, batch: Batch) -> None:
+    """In ONE transaction: check the checkpoint is still ours, skip duplicates of old mail, add
+    the messages (and stubs for oversize ones), advance ``last_uid``; then COMMIT."""
+    with session_scope(ctx.engine) as session:
+        row = _locked_row(session, ctx.config.id)
+        _expect(row, ctx.checkpoint)
+        _mark_duplicates(ctx, session, [i for i in batch.items if i.uid <= ctx.resync_until])
+        rows = []
+        for item in batch.items:
+            if item.duplicate:
+                continue
+            if item.too_large:
+                rows.append((item, _add_stub(ctx, session, item)))
+            else:
+                inbound = add_inbound(
+                    session,
+                    raw=item.raw,
+                    source=ctx.config.source,
+                    message_id=header_message_id(item.raw),
+                )
+                rows.append((item, inbound))
+        session.flush()
+        for item, inbound in rows:
+            item.inbound_id = inbound.id
+        row.last_uid = batch.max_uid
+        row.last_success_at = utcnow()
+    ctx.checkpoint.last_uid = batch.max_uid
+    for item in batch.items:
+        if item.duplicate:
+            ctx.result.duplicates += 1
+        elif item.too_large:
+            ctx.result.too_large += 1
+        else:
+            ctx.result.stored.append(item.inbound_id)
+
+
+def hand_over(ctx: SyncPass, batch: Batch) -> None:
+    """Give the stored ids to the routing queue (a failed hand-over is the sweeper's to retry)."""
+    for item in batch.items:
+        if item.inbound_id is not None and not item.too_large:
+            ctx.hand_over(item.inbound_id)
+
+
+def acknowledge(ctx: SyncPass, batch: Batch) -> None:
+    """Now that the batch is committed: ``\\Seen`` or MOVE it, keyword the oversize ones, and
+    record how far acknowledgement got."""
+    done = [i.uid for i in batch.items if not i.too_large]
+    if done:
+        _acknowledge_uids(ctx, done)
+    large = [i.uid for i in batch.items if i.too_large]
+    if large and ctx.keywords_allowed:
+        ctx.client.add_flags(uid_set(large), [TOO_LARGE_KEYWORD.encode()], silent=True)
+    ctx.result.acknowledged += len(done)
+    _record_acked(ctx, batch.max_uid)
+
+
+BATCH_STEPS: tuple[Callable[[SyncPass, Batch], None], ...] = (
+    inspect,
+    download,
+    commit,
+    hand_over,
+    acknowledge,
+)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def load_checkpoint(engine: Engine, mailbox_id: int) -> Checkpoint:
+    """The stored checkpoint; raises MailboxGone when the mailbox was removed."""
+    with session_scope(engine) as session:
+        row = session.get(Mailbox, mailbox_id)
+        if row is None:
+            raise MailboxGone(f"mailbox id {mailbox_id} no longer exists")
+        return Checkpoint.of(row)
+
+
+def candidates(ctx: SyncPass, low: int, high: int | None) -> list[int]:
+    """UIDs in [low, high] (``high`` None: up to the newest) that may need taking in, ascending.
+
+    Old mail (UIDs up to ``resync_until_uid``) is pre-filtered on the server with ``SINCE`` the
+    day before the cutoff; the exact cutoff is applied to INTERNALDATE in ``inspect``.
+    """
+    found: set[int] = set()
+    not_large = ["NOT", "KEYWORD", TOO_LARGE_KEYWORD] if ctx.keywords_allowed else []
+    old_high = ctx.resync_until if high is None else min(high, ctx.resync_until)
+    if low <= old_high:
+        day = (ctx.config.cutoff - timedelta(days=1)).date()
+        found.update(ctx.client.search(["UID", f"{low}:{old_high}", "SINCE", day, *not_large]))
+    new_low = max(low, ctx.resync_until + 1)
+    if high is None:
+        found.update(ctx.client.search(["UID", f"{new_low}:*", *not_large]))
+    elif new_low <= high:
+        found.update(ctx.client.search(["UID", f"{new_low}:{high}", *not_large]))
+    # "N:*" also matches the highest UID when it is below N: keep only the asked range
+    return sorted(uid for uid in found if uid >= low and (high is None or uid <= high))
+
+
+def inspect_uids(ctx: SyncPass, uids: Sequence[int]) -> list[Item]:
+    """FETCH RFC822.SIZE and INTERNALDATE for ``uids``; flag the ones over the size limit."""
+    if not uids:
+        return []
+    data = ctx.client.fetch(sorted(uids), ["RFC822.SIZE", "INTERNALDATE"])
+    items = []
+    for uid in sorted(data):
+        if uid not in uids:
+            continue
+        fields = data[uid]
+        size = int(fields.get(b"RFC822.SIZE") or 0)
+        items.append(
+            Item(
+                uid=uid,
+                size=size,
+                internaldate=_aware(fields.get(b"INTERNALDATE")),
+                too_large=size > ctx.max_bytes,
+            )
+        )
+    return items
+
+
+def _wanted(ctx: SyncPass, item: Item) -> bool:
+    """New mail always; old mail (see module docstring) only from the cutoff on."""
+    if item.uid > ctx.resync_until:
+        return True
+    return item.internaldate is None or item.internaldate >= ctx.config.cutoff
+
+
+def _aware(value) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def uid_set(uids: Iterable[int]) -> list[str]:
+    """UIDs as compact IMAP ranges (``["1:5", "9"]``) so big batches make short commands."""
+    ordered = sorted(set(int(u) for u in uids))
+    ranges: list[str] = []
+    start = prev = None
+    for uid in ordered:
+        if prev is not None and uid == prev + 1:
+            prev = uid
+            continue
+        if start is not None:
+            ranges.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = uid
+    if start is not None:
+        ranges.append(f"{start}:{prev}" if prev != start else str(start))
+    return ranges
+
+
+def _acknowledge_uids(ctx: SyncPass, uids: list[int]) -> None:
+    target = ctx.config.move_to
+    if target is None:
+        ctx.client.add_flags(uid_set(uids), [SEEN], silent=True)
+    elif ctx.client.has_capability("MOVE"):
+        ctx.client.move(uid_set(uids), target)
+    else:
+        ctx.client.copy(uid_set(uids), target)
+        ctx.client.add_flags(uid_set(uids), [b"\\Deleted", SEEN], silent=True)
+        if ctx.client.has_capability("UIDPLUS"):
+            ctx.client.uid_expunge(uid_set(uids))
+
+
+def _record_acked(ctx: SyncPass, uid: int) -> None:
+    with session_scope(ctx.engine) as session:
+        session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == ctx.config.id, Mailbox.uidvalidity == ctx.uidvalidity)
+            .values(acked_uid=uid)
+        )
+    ctx.checkpoint.acked_uid = uid
+
+
+def _advance(ctx: SyncPass, uid: int) -> None:
+    """Move ``last_uid`` past old mail that was all filtered out (compare-and-set)."""
+    with session_scope(ctx.engine) as session:
+        row = _locked_row(session, ctx.config.id)
+        _expect(row, ctx.checkpoint)
+        row.last_uid = uid
+    ctx.checkpoint.last_uid = uid
+
+
+def _locked_row(session, mailbox_id: int) -> Mailbox:
+    """The mailbox row, locked FOR UPDATE on PostgreSQL (SQLite's BEGIN IMMEDIATE locks it all)."""
+    row = session.execute(
+        select(Mailbox).where(Mailbox.id == mailbox_id).with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        raise MailboxGone(f"mailbox id {mailbox_id} no longer exists")
+    return row
+
+
+def _expect(row: Mailbox, checkpoint: Checkpoint) -> None:
+    if (row.uidvalidity, row.last_uid) != (checkpoint.uidvalidity, checkpoint.last_uid):
+        raise CheckpointMoved(
+            f"mailbox {row.name!r}: checkpoint is ({row.uidvalidity}, {row.last_uid}), this pass "
+            f"started from ({checkpoint.uidvalidity}, {checkpoint.last_uid})"
+        )
+
+
+def _mark_duplicates(ctx: SyncPass, session, items: list[Item]) -> None:
+    """Old mail already stored by this mailbox (same SHA-256, or same Message-ID) is a duplicate."""
+    if not items:
+        return
+    digests: dict[int, str] = {}
+    ids: dict[int, str | None] = {}
+    for item in items:
+        if item.too_large:
+            ids[item.uid] = header_message_id(item.headers or b"")
+        else:
+            digests[item.uid] = hashlib.sha256(item.raw).hexdigest()
+            ids[item.uid] = header_message_id(item.raw)
+    wanted_ids = {v for v in ids.values() if v}
+    conditions = []
+    if digests:
+        conditions.append(InboundMessage.sha256.in_(set(digests.values())))
+    if wanted_ids:
+        variants = wanted_ids | {f"<{v}>" for v in wanted_ids}
+        conditions.append(InboundMessage.message_id.in_(variants))
+    if not conditions:
+        return
+    known_digests: set[str] = set()
+    known_ids: set[str] = set()
+    for digest, message_id in session.execute(
+        select(InboundMessage.sha256, InboundMessage.message_id).where(
+            InboundMessage.source == ctx.config.source, or_(*conditions)
+        )
+    ):
+        known_digests.add(digest)
+        if message_id:
+            known_ids.add(message_id.strip("<>"))
+    for item in items:
+        if digests.get(item.uid) in known_digests or (ids.get(item.uid) in known_ids):
+            item.duplicate = True
+
+
+def _add_stub(ctx: SyncPass, session, item: Item) -> InboundMessage:
+    """The inbound record of a message too large to download (see module docstring)."""
+    headers = _parse_headers(item.headers or b"")
+    sender = None
+    if headers.get("From"):
+        addresses = [a for _, a in getaddresses([str(headers.get("From"))]) if "@" in a]
+        sender = addresses[0].lower()[:320] if addresses else None
+    subject = None
+    if headers.get("Subject"):
+        from routing.mailparse import decode_header_value
+
+        subject = decode_header_value(headers.get("Subject"))
+    limit = ctx.max_bytes
+    reason = (
+        f"not downloaded: the message is {item.size:,} bytes, over the limit of {limit:,} bytes "
+        f"(TICKETPOST_SMTP_MAX_MESSAGE_BYTES); it stays in folder {ctx.config.folder!r} "
+        f"(UID {item.uid}) with the keyword {TOO_LARGE_KEYWORD}"
+    )
+    row = InboundMessage(
+        source=ctx.config.source,
+        envelope_to=[],
+        raw=b"",
+        size=item.size,
+        sha256=hashlib.sha256(b"").hexdigest(),
+        message_id=header_message_id(item.headers or b""),
+        sender_email=sender,
+        subject=subject,
+        status="failed",
+        outcome="failed",
+        reason=reason,
+        explanation=[{"step": "imap", "decision": reason}],
+    )
+    session.add(row)
+    return row
+
+
+def _parse_headers(raw: bytes):
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    head = raw[:end] if end >= 0 else raw[:65536]
+    return BytesHeaderParser(policy=compat32).parsebytes(head)
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID of ``raw`` as the router stores it (no angle brackets), or None."""
+    from routing.mailparse import message_ids
+
+    value = _parse_headers(raw).get("Message-ID")
+    if value is None:
+        return None
+    ids = message_ids(str(value))
+    return ids[0][:998] if ids else None
