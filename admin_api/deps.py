@@ -29,7 +29,7 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The settings the app was created with."""
     return request.app.state.settings
 
@@ -75,12 +75,12 @@ def current_caller(
     return Caller(token_id=token.id, name=token.name, role=token.role)
 
 
-def require_technician_or_admin(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+async def require_technician_or_admin(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
     """Any valid token: technicians read everything and work on tickets."""
     return caller
 
 
-def require_admin(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+async def require_admin(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
     """An admin token; technicians get 403."""
     if caller.role != "admin":
         raise HTTPException(
@@ -104,7 +104,7 @@ class Paging:
     offset: int
 
 
-def paging(
+async def paging(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size, at most 500")] = DEFAULT_LIMIT,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")] = 0,
 ) -> Paging:
