@@ -179,8 +179,12 @@ def test_ticketpost_up_killed_right_after_250s_routes_every_accepted_message_onc
         assert [r.id for r in inbound_rows(engine)] == acked, "every 250 was durable"
         unrouted_at_kill = count_inbound(engine, status="received")
 
-        again = ticketpost_process(["up"], env, tmp_path / "up2.log")
+        print(f"{unrouted_at_kill} of {len(acked)} accepted messages were not routed at the kill")
+        log2 = tmp_path / "up2.log"
+        again = ticketpost_process(["up"], env, log2)
         try:
+            wait_until(lambda: log2.exists() and "Stop with Ctrl-C" in log2.read_text(),
+                       timeout=60, what="the restart")
             wait_until(lambda: count_inbound(engine, status="routed") == len(acked), timeout=60,
                        what=f"the restarted process to route the {unrouted_at_kill} left over")
         finally:
