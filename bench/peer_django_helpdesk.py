@@ -1,8 +1,9 @@
 """Head-to-head: ticketpost's routing against django-helpdesk's e-mail-to-ticket path (issue 9).
 
-Both sides get the same generated corpus (:mod:`bench.corpus`), one process each, one after the
-other on the same machine, each on a private database of the same engine (PostgreSQL by default,
-created and dropped here; ``--engine sqlite`` for SQLite files):
+Both sides get the same generated corpus (:mod:`bench.corpus`), one process each on the same
+machine, each on a private database of the same engine (PostgreSQL by default, created and
+dropped here; ``--engine sqlite`` for SQLite files). The processes take turns on chunks of the
+corpus (``--chunk``, 50 messages), so a busy shared machine slows both alike:
 
 ``ours``
     ``ingest.store.store_inbound`` (commit the raw message) then ``routing.pipeline.route_inbound``
@@ -16,8 +17,9 @@ created and dropped here; ``--engine sqlite`` for SQLite files):
     POP3 and local-directory pollers call after ``force_str(raw, errors="replace")`` — exactly what
     this harness does too.
 
-Reported per side: messages per second (wall clock of the message loop, reading each .eml file
-included), peak RSS of the process (``resource.getrusage``), and correctness counted after the run
+Reported per side: messages per second (wall clock of the calls above, summed over the messages;
+reading the .eml file is not timed), CPU time of the process per message, SQL statements per
+message, peak RSS of the process (``resource.getrusage``), and correctness counted after the run
 from each side's results, keyed by the ``X-Corpus-Kind`` of every message: new messages that opened
 a ticket, duplicates ticketed twice, replies threaded onto their ticket, auto-replies ignored,
 replies carrying another client's ticket tag refused (not appended to that ticket).
@@ -27,6 +29,8 @@ before handing a message over the harness rewrites our ``[#N]`` tags into ``[sup
 peer ticket that corpus ticket N became (outside the timed part); without that, the peer would
 "refuse" the wrong-client tags only because it cannot read them. The peer's own loops catch only a
 few exceptions; here every exception is caught, counted as an error, and the run goes on.
+django-helpdesk renders an acknowledgement mail per message (to the dummy backend); ticketpost
+sends none, so ``--peer-without-mail`` adds a third column with that step stubbed out.
 
 ``python bench/peer_django_helpdesk.py --quick`` (300 messages) prints a JSON last line
 ``{"ours_per_s", "peer_per_s", "ratio"}``; ``--n 3000`` for the recorded run.
@@ -88,11 +92,6 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _emit(result: dict) -> None:
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-
-
 # --- child: ticketpost --------------------------------------------------------------------------
 
 
@@ -115,94 +114,99 @@ def _time_steps(pipeline) -> dict[str, float]:
     return totals
 
 
-def run_ours(database_url: str, corpus: Path, *, steps: bool = False) -> dict:
-    """Store and route every corpus message with ticketpost; return timing and per-message records."""
-    from sqlalchemy import func, select
+class OursSide:
+    """ticketpost in this process: store, then route, each message; results from its database."""
 
-    from bench.corpus import seed_database
-    from ingest.store import store_inbound
-    from models import InboundMessage, Ticket
-    from models.db import make_engine, migrate
-    from routing import pipeline
-    from routing.pipeline import route_inbound
-    from ticketpost.settings import Settings
+    name = "ours"
 
-    step_totals = _time_steps(pipeline) if steps else {}
+    def __init__(self, database_url: str, *, steps: bool = False):
+        from sqlalchemy import event
 
-    migrate(database_url)
-    engine = make_engine(database_url)
-    seed_database(engine)
-    # The per-sender limit (20 new tickets an hour) guards against mail storms in real time; the
-    # corpus replays weeks of mail in minutes, so it is raised (its query still runs per message).
-    settings = Settings(
-        database_url=database_url,
-        support_addresses=[SUPPORT_ADDRESS],
-        rate_limit_per_hour=1_000_000,
-    )
-    from sqlalchemy import event
+        from bench.corpus import seed_database
+        from ingest.store import store_inbound
+        from models.db import make_engine, migrate
+        from routing import pipeline
+        from routing.pipeline import route_inbound
+        from ticketpost.settings import Settings
 
-    statements = [0]
+        self._store, self._route = store_inbound, route_inbound
+        self.step_totals = _time_steps(pipeline) if steps else {}
+        migrate(database_url)
+        self.engine = make_engine(database_url)
+        seed_database(self.engine)
+        # The per-sender limit (20 new tickets an hour) guards against mail storms in real time;
+        # the corpus replays weeks of mail in minutes, so it is raised (its query still runs).
+        self.settings = Settings(
+            database_url=database_url,
+            support_addresses=[SUPPORT_ADDRESS],
+            rate_limit_per_hour=1_000_000,
+        )
+        self.statements = 0
+        self.messages = 0
+        self.elapsed = self.cpu = 0.0
+        self.errors: list[str] = []
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _count(*_args):
-        statements[0] += 1
+        @event.listens_for(self.engine, "before_cursor_execute")
+        def _count(*_args):
+            self.statements += 1
 
-    files = _corpus_files(corpus)
-    errors: list[str] = []
-    elapsed = 0.0
-    cpu_started = _cpu_s()
-    for path in files:
-        raw = path.read_bytes()
-        started = time.perf_counter()
-        try:
-            inbound_id = store_inbound(
-                raw=raw, source="cli", envelope_to=[SUPPORT_ADDRESS], engine=engine
-            )
-            route_inbound(inbound_id, engine=engine, settings=settings)
-        except Exception as exc:  # noqa: BLE001 - counted, the run goes on
-            errors.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
-        elapsed += time.perf_counter() - started
-    cpu = _cpu_s() - cpu_started
-    step_ms = {name: 1000 * total / max(len(files), 1) for name, total in step_totals.items()}
-    sql_per_message = statements[0] / max(len(files), 1)
+    def process(self, paths: list[Path]) -> None:
+        cpu_started = _cpu_s()
+        for path in paths:
+            raw = path.read_bytes()
+            started = time.perf_counter()
+            try:
+                inbound_id = self._store(
+                    raw=raw, source="cli", envelope_to=[SUPPORT_ADDRESS], engine=self.engine
+                )
+                self._route(inbound_id, engine=self.engine, settings=self.settings)
+            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+                self.errors.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
+            self.elapsed += time.perf_counter() - started
+        self.cpu += _cpu_s() - cpu_started
+        self.messages += len(paths)
 
-    # Correctness from the database: every inbound row, its outcome and ticket, and the
-    # X-Corpus-* headers of the raw message it stored.
-    records = {}
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                InboundMessage.outcome, InboundMessage.ticket_id, Ticket.number,
-                func.substr(InboundMessage.raw, 1, 400),
-            ).outerjoin(Ticket, Ticket.id == InboundMessage.ticket_id)
-        ).all()
-    for outcome, ticket_id, number, head in rows:
-        fields = _corpus_headers(bytes(head))
-        records[int(fields["seq"])] = {
-            "kind": fields["kind"],
-            "target": int(fields["target"]) if "target" in fields else None,
-            "expected_ticket": int(fields["ticket"]) if "ticket" in fields else None,
-            "ticket": ticket_id,
-            "ticket_number": number,
-            "opened": outcome in ("ticket_created", "triaged"),
-            "outcome": outcome,
+    def finish(self) -> dict:
+        """Timing, and every message's result read back from the database."""
+        import sqlalchemy
+        from sqlalchemy import func, select
+
+        from models import InboundMessage, Ticket
+
+        n = max(self.messages, 1)
+        records = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    InboundMessage.outcome, InboundMessage.ticket_id, Ticket.number,
+                    func.substr(InboundMessage.raw, 1, 400),
+                ).outerjoin(Ticket, Ticket.id == InboundMessage.ticket_id)
+            ).all()
+        for outcome, ticket_id, number, head in rows:
+            fields = _corpus_headers(bytes(head))
+            records[int(fields["seq"])] = {
+                "kind": fields["kind"],
+                "target": int(fields["target"]) if "target" in fields else None,
+                "expected_ticket": int(fields["ticket"]) if "ticket" in fields else None,
+                "ticket": ticket_id,
+                "ticket_number": number,
+                "opened": outcome in ("ticket_created", "triaged"),
+                "outcome": outcome,
+            }
+        self.engine.dispose()
+        return {
+            "side": self.name,
+            "messages": self.messages,
+            "elapsed_s": self.elapsed,
+            "per_s": self.messages / self.elapsed,
+            "peak_rss_mb": _peak_rss_mb(),
+            "sql_per_message": self.statements / n,
+            "cpu_ms_per_message": 1000 * self.cpu / n,
+            "step_ms_per_message": {k: 1000 * v / n for k, v in self.step_totals.items()},
+            "errors": self.errors,
+            "records": records,
+            "versions": {"python": sys.version.split()[0], "sqlalchemy": sqlalchemy.__version__},
         }
-    engine.dispose()
-    import sqlalchemy
-
-    return {
-        "side": "ours",
-        "messages": len(files),
-        "elapsed_s": elapsed,
-        "per_s": len(files) / elapsed,
-        "peak_rss_mb": _peak_rss_mb(),
-        "sql_per_message": sql_per_message,
-        "cpu_ms_per_message": 1000 * cpu / max(len(files), 1),
-        "step_ms_per_message": step_ms,
-        "errors": errors,
-        "records": records,
-        "versions": {"python": sys.version.split()[0], "sqlalchemy": sqlalchemy.__version__},
-    }
 
 
 # --- child: django-helpdesk ---------------------------------------------------------------------
@@ -240,78 +244,87 @@ def _rewrite_tag(raw: bytes, peer_ids: dict[int, int]) -> bytes:
     return raw[:start] + f"Subject: {encoded}".encode("ascii") + raw[end:]
 
 
-def run_peer(database_url: str, corpus: Path, media_root: Path, *, notify: bool = True) -> dict:
-    """Feed every corpus message to django-helpdesk; return timing and per-message records.
+class PeerSide:
+    """django-helpdesk in this process (its own venv), one Queue, the function its pollers call.
 
     ``notify=False`` replaces ``helpdesk.email.send_info_email`` (which renders the acknowledgement
     mails to the submitter) by a no-op: ticketpost sends no mail, so this is the like-for-like
     variant. By default django-helpdesk runs as shipped (its mails go to the dummy backend).
     """
-    import logging
 
-    os.environ["PEER_DATABASE_URL"] = database_url
-    os.environ["PEER_MEDIA_ROOT"] = str(media_root)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.peer.settings"
-    import django
+    def __init__(self, database_url: str, media_root: Path, *, notify: bool = True):
+        import logging
 
-    django.setup()
-    from django.core.management import call_command
-    from django.utils import encoding
+        os.environ["PEER_DATABASE_URL"] = database_url
+        os.environ["PEER_MEDIA_ROOT"] = str(media_root)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "bench.peer.settings"
+        import django
 
-    call_command("migrate", verbosity=0)
-    import helpdesk.email
-    from helpdesk.email import extract_email_metadata
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+        from django.utils import encoding
 
-    if not notify:
-        helpdesk.email.send_info_email = lambda *args, **kwargs: set()
-    from helpdesk.exceptions import DeleteIgnoredTicketException, IgnoreTicketException
-    from helpdesk.models import FollowUp, Queue, Ticket
+        call_command("migrate", verbosity=0)
+        import helpdesk.email
+        from helpdesk.exceptions import DeleteIgnoredTicketException, IgnoreTicketException
+        from helpdesk.models import Queue
 
-    queue = Queue.objects.create(
-        title="Support", slug=PEER_QUEUE_SLUG, email_address=SUPPORT_ADDRESS,
-        allow_email_submission=True,
-    )
-    logger = logging.getLogger("bench.peer")
-    logger.setLevel(logging.WARNING)
-    from django.db import connection
+        if not notify:
+            helpdesk.email.send_info_email = lambda *args, **kwargs: set()
+        self.name = "peer" if notify else "peer-no-mail"
+        self._extract = helpdesk.email.extract_email_metadata
+        self._force_str = encoding.force_str
+        self._ignored = (IgnoreTicketException, DeleteIgnoredTicketException)
+        self.queue = Queue.objects.create(
+            title="Support", slug=PEER_QUEUE_SLUG, email_address=SUPPORT_ADDRESS,
+            allow_email_submission=True,
+        )
+        self.logger = logging.getLogger("bench.peer")
+        self.logger.setLevel(logging.WARNING)
+        self.statements = 0
+        self.messages = 0
+        self.elapsed = self.cpu = 0.0
+        self.errors: list[str] = []
+        self.records: dict[int, dict] = {}
+        self.peer_ids: dict[int, int] = {}  # corpus ticket number -> peer ticket id
+        self.seen_tickets: set[int] = set()
+        connection.execute_wrappers.append(self._count)
 
-    statements = [0]
-
-    def _count(execute, sql, params, many, context):
-        statements[0] += 1
+    def _count(self, execute, sql, params, many, context):
+        self.statements += 1
         return execute(sql, params, many, context)
 
-    connection.execute_wrappers.append(_count)
-    files = _corpus_files(corpus)
-    errors: list[str] = []
-    records: dict[int, dict] = {}
-    peer_ids: dict[int, int] = {}  # corpus ticket number -> peer ticket id
-    seen_tickets: set[int] = set()
-    elapsed = 0.0
-    cpu_started = _cpu_s()
-    for path in files:
-        raw = path.read_bytes()
-        fields = _corpus_headers(raw)
-        if fields["kind"] in ("reply", "wrong_client_tag"):
-            raw = _rewrite_tag(raw, peer_ids)  # not timed: our tag format, not theirs
-        started = time.perf_counter()
-        ticket = None
-        try:
-            ticket = extract_email_metadata(
-                message=encoding.force_str(raw, errors="replace"), queue=queue, logger=logger
-            )
-        except (IgnoreTicketException, DeleteIgnoredTicketException):
+    def process(self, paths: list[Path]) -> None:
+        cpu_started = _cpu_s()
+        for path in paths:
+            raw = path.read_bytes()
+            fields = _corpus_headers(raw)
+            if fields["kind"] in ("reply", "wrong_client_tag"):
+                raw = _rewrite_tag(raw, self.peer_ids)  # not timed: our tag format, not theirs
+            started = time.perf_counter()
             ticket = None
-        except Exception as exc:  # noqa: BLE001 - counted, the run goes on
-            errors.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
-        elapsed += time.perf_counter() - started
-        ticket_id = ticket.id if ticket is not None else None
-        opened = ticket_id is not None and ticket_id not in seen_tickets
+            try:
+                ticket = self._extract(
+                    message=self._force_str(raw, errors="replace"), queue=self.queue,
+                    logger=self.logger,
+                )
+            except self._ignored:
+                ticket = None
+            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+                self.errors.append(f"{path.name}: {type(exc).__name__}: {exc}"[:300])
+            self.elapsed += time.perf_counter() - started
+            self._record(fields, ticket.id if ticket is not None else None)
+        self.cpu += _cpu_s() - cpu_started
+        self.messages += len(paths)
+
+    def _record(self, fields: dict[str, str], ticket_id: int | None) -> None:
+        opened = ticket_id is not None and ticket_id not in self.seen_tickets
         if ticket_id is not None:
-            seen_tickets.add(ticket_id)
+            self.seen_tickets.add(ticket_id)
         if opened and "ticket" in fields:
-            peer_ids[int(fields["ticket"])] = ticket_id
-        records[int(fields["seq"])] = {
+            self.peer_ids[int(fields["ticket"])] = ticket_id
+        self.records[int(fields["seq"])] = {
             "kind": fields["kind"],
             "target": int(fields["target"]) if "target" in fields else None,
             "expected_ticket": int(fields["ticket"]) if "ticket" in fields else None,
@@ -320,37 +333,56 @@ def run_peer(database_url: str, corpus: Path, media_root: Path, *, notify: bool 
             "opened": opened,
             "outcome": "ticket" if opened else ("followup" if ticket_id else "none"),
         }
-    cpu = _cpu_s() - cpu_started
-    connection.execute_wrappers.remove(_count)
-    sql_per_message = statements[0] / max(len(files), 1)
-    # The database agrees with what the calls returned: one follow-up per message that made one.
-    database = {
-        "tickets": Ticket.objects.count(),
-        "followups": FollowUp.objects.count(),
-        "messages_with_result": sum(1 for r in records.values() if r["ticket"] is not None),
-        "tickets_opened_by_calls": len(seen_tickets),
-    }
-    from django.db import connections
 
-    connections.close_all()
+    def finish(self) -> dict:
+        """Timing and results; the database must agree with what the calls returned."""
+        import django
+        from django.db import connection, connections
+        from helpdesk.models import FollowUp, Ticket
 
-    return {
-        "side": "peer" if notify else "peer-no-mail",
-        "messages": len(files),
-        "elapsed_s": elapsed,
-        "per_s": len(files) / elapsed,
-        "peak_rss_mb": _peak_rss_mb(),
-        "sql_per_message": sql_per_message,
-        "cpu_ms_per_message": 1000 * cpu / max(len(files), 1),
-        "errors": errors,
-        "records": records,
-        "database": database,
-        "versions": {
-            "python": sys.version.split()[0],
-            "django": django.get_version(),
-            "django-helpdesk": _dist_version("django-helpdesk"),
-        },
-    }
+        connection.execute_wrappers.remove(self._count)
+        n = max(self.messages, 1)
+        database = {
+            "tickets": Ticket.objects.count(),
+            "followups": FollowUp.objects.count(),
+            "messages_with_result": sum(1 for r in self.records.values() if r["ticket"] is not None),
+            "tickets_opened_by_calls": len(self.seen_tickets),
+        }
+        connections.close_all()
+        return {
+            "side": self.name,
+            "messages": self.messages,
+            "elapsed_s": self.elapsed,
+            "per_s": self.messages / self.elapsed,
+            "peak_rss_mb": _peak_rss_mb(),
+            "sql_per_message": self.statements / n,
+            "cpu_ms_per_message": 1000 * self.cpu / n,
+            "errors": self.errors,
+            "records": self.records,
+            "database": database,
+            "versions": {
+                "python": sys.version.split()[0],
+                "django": django.get_version(),
+                "django-helpdesk": _dist_version("django-helpdesk"),
+            },
+        }
+
+
+def serve(side, corpus: Path) -> None:
+    """The child's loop: ``run A B`` processes corpus files A..B-1, ``finish`` prints the result.
+
+    The parent hands out chunks to each side in turn, so both run under the same machine load.
+    """
+    files = _corpus_files(corpus)
+    print("@ready", flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command[0] == "run":
+            side.process(files[int(command[1]):int(command[2])])
+            print("@done", flush=True)
+        elif command[0] == "finish":
+            print("@result " + json.dumps(side.finish()), flush=True)
+            return
 
 
 def _dist_version(name: str) -> str:
@@ -431,23 +463,70 @@ class _Databases:
         admin.dispose()
 
 
-def _run_child(
-    python: Path | str, side: str, database_url: str, corpus: Path, workdir: Path,
-    extra: tuple[str, ...] = (),
-) -> dict:
-    command = [
-        str(python), str(Path(__file__).resolve()), "--child", side,
-        "--database-url", database_url, "--corpus", str(corpus), "--workdir", str(workdir), *extra,
-    ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"the {side} run failed (exit {proc.returncode})")
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    result = json.loads(lines[-1])
-    result["records"] = {int(k): v for k, v in result["records"].items()}
-    return result
+class _Child:
+    """One side's process, driven over stdin/stdout (see :func:`serve`)."""
+
+    def __init__(self, title: str, python: Path | str, side: str, database_url: str,
+                 corpus: Path, workdir: Path, extra: tuple[str, ...] = ()):
+        self.title = title
+        command = [
+            str(python), str(Path(__file__).resolve()), "--child", side,
+            "--database-url", database_url, "--corpus", str(corpus), "--workdir", str(workdir),
+            *extra,
+        ]
+        self.stderr = open(workdir / f"{side}-{len(extra)}.stderr", "w+")  # noqa: SIM115
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+        )
+
+    def _expect(self, prefix: str) -> str:
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        self.proc.wait()
+        self.stderr.seek(0)
+        sys.stderr.write(self.stderr.read()[-4000:])
+        raise SystemExit(f"the {self.title} process ended unexpectedly (exit {self.proc.returncode})")
+
+    def ready(self) -> None:
+        self._expect("@ready")
+
+    def run(self, start: int, stop: int) -> None:
+        self.proc.stdin.write(f"run {start} {stop}\n")
+        self.proc.stdin.flush()
+        self._expect("@done")
+
+    def finish(self) -> dict:
+        self.proc.stdin.write("finish\n")
+        self.proc.stdin.flush()
+        result = json.loads(self._expect("@result"))
+        self.proc.wait(timeout=60)
+        self.stderr.close()
+        result["records"] = {int(k): v for k, v in result["records"].items()}
+        return result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_interleaved(children: list[_Child], n: int, chunk: int) -> list[dict]:
+    """Start every side, then hand each the same chunk of the corpus in turn; collect results."""
+    try:
+        for child in children:
+            child.ready()
+        for start in range(0, n, chunk):
+            for child in children:
+                child.run(start, min(start + chunk, n))
+            print(f"  {min(start + chunk, n)}/{n}", file=sys.stderr, end="\r")
+        print(file=sys.stderr)
+        return [child.finish() for child in children]
+    finally:
+        for child in children:
+            child.kill()
 
 
 def score(records: dict[int, dict]) -> dict[str, tuple[int, int]]:
@@ -531,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run django-helpdesk a second time with its acknowledgement mails off")
     parser.add_argument("--no-notify", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dump", metavar="FILE.json", help="write every message's result per side")
+    parser.add_argument("--chunk", type=int, default=50,
+                        help="messages per turn; the sides take turns on the corpus (default 50)")
     parser.add_argument("--child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
@@ -538,11 +619,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.child == "ours":
-        _emit(run_ours(args.database_url, Path(args.corpus), steps=args.steps))
+        serve(OursSide(args.database_url, steps=args.steps), Path(args.corpus))
         return 0
     if args.child == "peer":
-        _emit(run_peer(args.database_url, Path(args.corpus), Path(args.workdir) / "media",
-                       notify=not args.no_notify))
+        media = Path(args.workdir) / ("media-quiet" if args.no_notify else "media")
+        serve(PeerSide(args.database_url, media, notify=not args.no_notify), Path(args.corpus))
         return 0
 
     n = 300 if args.quick else args.n
@@ -553,20 +634,23 @@ def main(argv: list[str] | None = None) -> int:
     sides = ("ours", "peer", "peer-no-mail") if args.peer_without_mail else ("ours", "peer")
     try:
         with _Databases(args.engine, workdir / "db", sides) as urls:
-            print(f"ticketpost: routing {n} messages ...", file=sys.stderr)
-            ours = _run_child(sys.executable, "ours", urls["ours"], corpus, workdir,
-                              ("--steps",) if args.steps else ())
-            print(f"django-helpdesk: processing {n} messages ...", file=sys.stderr)
-            peer = _run_child(PEER_PYTHON, "peer", urls["peer"], corpus, workdir)
-            results = [("ticketpost", ours), (f"django-helpdesk {_peer_version(peer)}", peer)]
+            children = [
+                _Child("ticketpost", sys.executable, "ours", urls["ours"], corpus, workdir,
+                       ("--steps",) if args.steps else ()),
+                _Child("django-helpdesk", PEER_PYTHON, "peer", urls["peer"], corpus, workdir),
+            ]
             if args.peer_without_mail:
-                print(f"django-helpdesk without its mails: processing {n} messages ...",
-                      file=sys.stderr)
-                quiet = _run_child(PEER_PYTHON, "peer", urls["peer-no-mail"], corpus, workdir,
-                                   ("--no-notify",))
-                results.append((f"django-helpdesk {_peer_version(peer)}, mails off", quiet))
+                children.append(_Child("django-helpdesk, mails off", PEER_PYTHON, "peer",
+                                       urls["peer-no-mail"], corpus, workdir, ("--no-notify",)))
+            print(f"{n} messages, chunks of {args.chunk}, sides in turn: "
+                  + ", ".join(c.title for c in children), file=sys.stderr)
+            outcomes = run_interleaved(children, n, args.chunk)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    ours, peer = outcomes[0], outcomes[1]
+    version = _peer_version(peer)
+    titles = ["ticketpost", f"django-helpdesk {version}", f"django-helpdesk {version}, mails off"]
+    results = list(zip(titles, outcomes))
 
     if args.dump:
         Path(args.dump).write_text(json.dumps(dict((r["side"], r) for _, r in results), indent=1))
