@@ -18,7 +18,11 @@ def client_out(view: service.ClientView) -> ClientOut:
     """The JSON of one client."""
     client = view.client
     data = {k: getattr(client, k) for k in ClientOut.model_fields if k not in ("domains", "primary_contact_id")}
-    return ClientOut(**data, domains=[d.domain for d in client.domains], primary_contact_id=view.primary_contact_id)
+    return ClientOut(
+        **data,
+        domains=sorted(d.domain for d in client.domains),
+        primary_contact_id=view.primary_contact_id,
+    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ClientOut, responses=CONFLICT)
