@@ -27,6 +27,8 @@ from models.secrets import encrypt_secret
 SECURITY_MODES = ("ssl", "starttls", "none")
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 _CHECKPOINT_FIELDS = ("host", "port", "username", "folder")
+# The poller's checkpoint of a mailbox; reset when the mailbox points at another message store.
+_CHECKPOINT_COLUMNS = ("uidvalidity", "last_uid", "acked_uid", "resync_until_uid")
 _UPDATABLE = (
     "name", "host", "port", "security", "username", "password", "folder", "processed_folder",
     "enabled", "since",
@@ -101,8 +103,9 @@ def update_mailbox(
             raise Invalid("password", "the password cannot be empty")
         mailbox.password_encrypted = encrypt_secret(password, key=secret_key)
     if moved:
-        mailbox.uidvalidity = None
-        mailbox.last_uid = None
+        for column in _CHECKPOINT_COLUMNS:
+            if hasattr(mailbox, column):
+                setattr(mailbox, column, None)
         if "since" not in values:
             mailbox.since = utcnow()
     if password is not None or moved or values.get("enabled") is True:
