@@ -26,6 +26,7 @@ class RoutingContext:
     settings: "Settings"
     inbound: InboundMessage
     mail: "ParsedMail | None" = None
+    message_id: str = ""  # the Message-ID (or synthetic one), storable as it is
     sender_email: str | None = None
     sender_domain: str | None = None
     sender_name: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from models import ClientDomain
 from models.domain_names import InvalidDomain, normalize_domain, suffixes
@@ -14,7 +14,7 @@ def match_domain(session: Session, domain: str) -> ClientDomain | None:
 
     ``mail.eu.acme.com`` matches ``eu.acme.com`` before ``acme.com``; the match is exact or on a
     label boundary (``notacme.com`` never matches ``acme.com``). ``domain`` may be in any case or
-    a U-label; an unusable name matches nothing. One query.
+    a U-label; an unusable name matches nothing. One query, which also loads ``.client``.
     """
     try:
         canonical = normalize_domain(domain)
@@ -25,6 +25,7 @@ def match_domain(session: Session, domain: str) -> ClientDomain | None:
         return None
     return session.scalars(
         select(ClientDomain)
+        .options(joinedload(ClientDomain.client))
         .where(ClientDomain.domain.in_(candidates))
         .order_by(func.length(ClientDomain.domain).desc())
         .limit(1)

@@ -225,7 +225,7 @@ class ParsedMail:
     def body(self) -> Body:
         """Body text and attachments, decoded on first use."""
         try:
-            return extract_body(self.message)
+            return extract_body(self.raw, self.headers)
         except Exception:  # noqa: BLE001 - decode what can be decoded, never crash
             return Body(text=clean_text(decode_bytes(_after_headers(self.raw))), source="none")
 
@@ -308,14 +308,160 @@ def _addresses(values: list[object]) -> list[tuple[str, str]]:
 
 
 # --- body -----------------------------------------------------------------------------------------
+#
+# The MIME tree is split with bytes searches for each multipart's own delimiter (C speed), not
+# the stdlib feed parser's line-by-line loop, which costs as much as a whole policy.default parse
+# on large mail. Only the headers of each part are parsed; only text parts are decoded;
+# attachments are measured by decoding their transfer encoding (binascii, C speed).
+
+MAX_DEPTH = 50
+MAX_PARTS = 1000
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_QUOTED_LEAF = ("text/plain", "text/html")
 
 
-def extract_body(message: Message) -> Body:
+class _Part:
+    """One MIME entity: its parsed header block, its raw body, and its children if multipart."""
+
+    __slots__ = ("headers", "body", "ctype", "children")
+
+    def __init__(self, headers: Message, body: bytes, budget: list[int], depth: int = 0) -> None:
+        self.headers = headers
+        self.body = body
+        self.children: list[_Part] | None = None
+        try:
+            ctype = (headers.get_content_type() or "text/plain").lower()
+        except Exception:  # noqa: BLE001
+            ctype = "text/plain"
+        if ctype.startswith("multipart/"):
+            pieces = None
+            if depth < MAX_DEPTH:
+                try:
+                    boundary = headers.get_boundary()
+                except Exception:  # noqa: BLE001
+                    boundary = None
+                if boundary:
+                    pieces = _split_multipart(body, boundary)
+            if pieces is None:
+                ctype = "text/plain"  # no usable delimiter: the body is all there is, keep it as text
+            else:
+                self.children = []
+                for piece in pieces:
+                    if budget[0] <= 0:
+                        break
+                    budget[0] -= 1
+                    child_headers, child_body = _split_head(piece)
+                    self.children.append(_Part(child_headers, child_body, budget, depth + 1))
+        self.ctype = ctype
+
+    def get(self, name: str) -> str:
+        value = self.headers.get(name)
+        return "" if value is None else str(value)
+
+    def payload(self) -> bytes:
+        """The body with its Content-Transfer-Encoding undone; never raises."""
+        cte = self.get("Content-Transfer-Encoding").strip().lower()
+        body = self.body
+        if cte == "base64":
+            try:
+                return binascii.a2b_base64(body)
+            except (binascii.Error, ValueError):
+                cleaned = _B64_JUNK.sub(b"", body)
+                cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+                try:
+                    return binascii.a2b_base64(cleaned)
+                except (binascii.Error, ValueError):
+                    return b""
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(body)
+        return body
+
+    def charset(self) -> str | None:
+        try:
+            return self.headers.get_content_charset()
+        except Exception:  # noqa: BLE001
+            return None
+
+    def filename(self) -> str:
+        try:
+            name = self.headers.get_filename() or self.headers.get_param("name")
+        except Exception:  # noqa: BLE001
+            name = None
+        if isinstance(name, tuple):
+            name = name[2]
+        if not name:
+            return ""
+        if isinstance(name, bytes):
+            name = decode_bytes(name)
+        return clean_text(decode_header_value(name), 255)
+
+
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
+def _split_head(raw: bytes) -> tuple[Message, bytes]:
+    """Split an entity into its parsed header block and its body (no header line: all body)."""
+    if raw.startswith(b"\n") or raw.startswith(b"\r\n"):
+        return Message(), raw[1:] if raw[:1] == b"\n" else raw[2:]
+    if not _HEADER_LINE.match(raw):
+        return Message(), raw
+    match = _BLANK_LINE.search(raw)
+    head, body = (raw[: match.end()], raw[match.end():]) if match else (raw, b"")
+    try:
+        return _HEADER_PARSER.parsebytes(head), body
+    except Exception:  # noqa: BLE001
+        return Message(), body
+
+
+def _split_multipart(body: bytes, boundary: str) -> list[bytes] | None:
+    """The entities between ``--boundary`` lines (RFC 2046), or None when there is no delimiter.
+
+    A delimiter is ``--boundary`` at the start of a line followed only by whitespace (or ``--``
+    for the close delimiter), so a nested boundary that merely starts with this one is not one.
+    """
+    token = b"--" + _to_bytes(boundary)
+    size = len(body)
+    marks: list[tuple[int, int]] = []  # (start of the delimiter line, start of the next line)
+    closed = False
+    i = body.find(token)
+    while i != -1 and len(marks) <= MAX_PARTS:
+        if i == 0 or body[i - 1] == 10:  # at the start of a line
+            rest = i + len(token)
+            close = body.startswith(b"--", rest)
+            eol = body.find(b"\n", rest)
+            line_end = size if eol == -1 else eol
+            if not body[rest + 2 if close else rest:line_end].strip():
+                marks.append((i, line_end + 1 if eol != -1 else size))
+                if close:
+                    closed = True
+                    break
+                i = body.find(token, line_end)
+                continue
+        i = body.find(token, i + 1)
+    if not marks:
+        return None
+    parts: list[bytes] = []
+    for (_, begin), (end, _) in zip(marks, marks[1:]):
+        # the line break before a delimiter belongs to the delimiter
+        if end > begin and body[end - 1] == 10:
+            end -= 2 if end - 1 > begin and body[end - 2] == 13 else 1
+        parts.append(body[begin:end])
+    if not closed:
+        parts.append(body[marks[-1][1]:])  # no close delimiter: the last part runs to the end
+    return parts
+
+
+def extract_body(raw: bytes, headers: Message | None = None) -> Body:
     """Walk the MIME tree: first text/plain wins, else first text/html as text; collect files."""
+    if headers is None:
+        headers, body = _split_head(raw)
+    else:
+        body = _after_headers(raw)
+    root = _Part(headers, body, [MAX_PARTS])
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
-    _walk(message, plain, html, attachments, depth=0)
+    _walk(root, plain, html, attachments)
     if plain:
         return Body(text=clean_text("\n\n".join(plain)), source="text/plain",
                     attachments=tuple(attachments))
@@ -325,112 +471,47 @@ def extract_body(message: Message) -> Body:
     return Body(text="", source="none", attachments=tuple(attachments))
 
 
-def _walk(part: Message, plain: list[str], html: list[str], files: list[Attachment],
-          *, depth: int, in_alternative: bool = False) -> None:
-    if depth > 50:
-        return
-    ctype = (part.get_content_type() or "text/plain").lower()
+def _walk(part: _Part, plain: list[str], html: list[str], files: list[Attachment],
+          *, in_alternative: bool = False) -> None:
+    ctype = part.ctype
     if ctype == "message/rfc822":  # a forwarded message is a file of this one, not its body
-        files.append(Attachment(_filename(part) or _inner_subject(part), ctype, _size(part)))
+        files.append(Attachment(part.filename() or _inner_subject(part), ctype, len(part.payload())))
         return
-    if part.is_multipart():
-        children = part.get_payload()
-        if not isinstance(children, list):
-            return
+    if part.children is not None:
         if ctype == "multipart/alternative":
-            _walk_alternative(children, plain, html, files, depth=depth)
+            _walk_alternative(part.children, plain, html, files)
             return
-        for child in children:
-            if isinstance(child, Message):
-                _walk(child, plain, html, files, depth=depth + 1)
+        for child in part.children:
+            _walk(child, plain, html, files)
         return
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-    filename = _filename(part)
-    if (disposition == "attachment" or (filename and disposition != "inline")
-            or ctype not in ("text/plain", "text/html")):
-        files.append(Attachment(filename or "attachment", ctype, _size(part)))
+    disposition = part.get("Content-Disposition").split(";")[0].strip().lower()
+    filename = part.filename()
+    if disposition == "attachment" or (filename and disposition != "inline") or ctype not in _QUOTED_LEAF:
+        files.append(Attachment(filename or "attachment", ctype, len(part.payload())))
         return
-    text = _text(part)
+    text = decode_bytes(part.payload(), part.charset()).replace("\r\n", "\n")
     if ctype == "text/html":
         html.append(text)
     elif not plain or not in_alternative:
         plain.append(text)
 
 
-def _walk_alternative(children, plain, html, files, *, depth: int) -> None:
+def _walk_alternative(children: list[_Part], plain, html, files) -> None:
     """Of alternatives, take the text/plain one; without it, the richest HTML."""
     sub_plain: list[str] = []
     sub_html: list[str] = []
     for child in children:
-        if isinstance(child, Message):
-            _walk(child, sub_plain, sub_html, files, depth=depth + 1, in_alternative=True)
+        _walk(child, sub_plain, sub_html, files, in_alternative=True)
     if sub_plain:
         plain.append(sub_plain[0])
     elif sub_html:
         html.append(sub_html[-1])
 
 
-def _filename(part: Message) -> str:
-    try:
-        name = part.get_filename()
-    except Exception:  # noqa: BLE001
-        name = None
-    if name is None:
-        name = part.get_param("name")
-        if isinstance(name, tuple):
-            name = name[2]
-    if not name:
-        return ""
-    if isinstance(name, bytes):
-        name = decode_bytes(name)
-    return clean_text(decode_header_value(name), 255)
-
-
-def _inner_subject(part: Message) -> str:
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-        subject = decode_header_value(payload[0].get("Subject"))
-        if subject:
-            return clean_text(subject, 200) + ".eml"
-    return "message.eml"
-
-
-def _payload_bytes(part: Message) -> bytes:
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return b"".join(p.as_bytes() for p in payload if isinstance(p, Message))
-    if not isinstance(payload, str):
-        payload = str(payload)
-    cte = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
-    data = _to_bytes(payload)
-    if cte == "base64":
-        try:
-            return binascii.a2b_base64(data)
-        except (binascii.Error, ValueError):
-            decoded = part.get_payload(decode=True)
-            return decoded if isinstance(decoded, bytes) else data
-    if cte == "quoted-printable":
-        return binascii.a2b_qp(data)
-    if cte in ("x-uuencode", "uuencode", "uue", "x-uue"):
-        decoded = part.get_payload(decode=True)
-        return decoded if isinstance(decoded, bytes) else data
-    return data
-
-
-def _size(part: Message) -> int:
-    try:
-        return len(_payload_bytes(part))
-    except Exception:  # noqa: BLE001
-        return 0
-
-
-def _text(part: Message) -> str:
-    data = _payload_bytes(part)
-    try:
-        charset = part.get_content_charset()
-    except Exception:  # noqa: BLE001
-        charset = None
-    return decode_bytes(data, charset).replace("\r\n", "\n")
+def _inner_subject(part: _Part) -> str:
+    headers, _ = _split_head(part.payload()[:65536])
+    subject = decode_header_value(headers.get("Subject"))
+    return clean_text(subject, 200) + ".eml" if subject else "message.eml"
 
 
 class _HtmlText(HTMLParser):

@@ -96,7 +96,6 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
             result = stored_result(session, inbound)
             session.rollback()
             return result
-        inbound.attempts = (inbound.attempts or 0) + 1
         ctx = RoutingContext(session=session, settings=settings, inbound=inbound)
         result = _run(ctx)
         session.commit()
@@ -140,6 +139,10 @@ def _run(ctx: RoutingContext) -> RouteResult:
         client_id=ctx.client.id if ctx.client is not None else None,
         contact_id=ctx.contact.id if ctx.contact is not None else None,
         ticket=ctx.ticket if ctx.outcome in ("ticket_created", "ticket_updated", "triaged") else None,
+        attempts=(ctx.inbound.attempts or 0) + 1,
+        message_id=ctx.message_id or None,
+        subject=ctx.mail.subject if ctx.mail is not None else None,
+        sender_email=ctx.sender_email,
     )
 
 
@@ -154,8 +157,24 @@ def record_outcome(
     client_id: int | None = None,
     contact_id: int | None = None,
     ticket: Ticket | None = None,
+    attempts: int | None = None,
+    message_id: str | None = None,
+    subject: str | None = None,
+    sender_email: str | None = None,
 ) -> RouteResult:
-    """THE place an inbound message's outcome is recorded (in the caller's transaction) and logged."""
+    """THE place an inbound message's outcome is recorded (in the caller's transaction) and logged.
+
+    Everything routing learned about the row (attempts, Message-ID, subject, sender) is written
+    here too, so one UPDATE carries it.
+    """
+    if attempts is not None:
+        inbound.attempts = attempts
+    if message_id is not None:
+        inbound.message_id = clean_text(message_id, 998)
+    if subject is not None:
+        inbound.subject = clean_text(subject, 10000)
+    if sender_email is not None:
+        inbound.sender_email = sender_email
     inbound.status = status
     inbound.outcome = outcome
     inbound.reason = clean_text(reason or "")

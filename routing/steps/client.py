@@ -12,10 +12,12 @@ from routing.domains import match_domain
 def client(ctx: RoutingContext) -> None:
     """Find the sender's client (None = unknown sender) and, on the way, the existing contact."""
     session = ctx.session
-    contact = session.scalars(select(Contact).where(Contact.email == ctx.sender_email).limit(1)).first()
-    if contact is not None:
-        ctx.contact = contact
-        ctx.client = session.get(Client, contact.client_id)
+    row = session.execute(
+        select(Contact, Client).join(Client, Client.id == Contact.client_id)
+        .where(Contact.email == ctx.sender_email).limit(1)
+    ).first()
+    if row is not None:
+        ctx.contact, ctx.client = row
         ctx.client_via = "contact"
         ctx.explain("client", f"{ctx.sender_email} is a contact of client {ctx.client.name!r} (id {ctx.client.id})")
         return
@@ -23,7 +25,7 @@ def client(ctx: RoutingContext) -> None:
     if match is None:
         ctx.explain("client", f"no contact {ctx.sender_email} and no client owns {ctx.sender_domain} or a parent domain")
         return
-    ctx.client = session.get(Client, match.client_id)
+    ctx.client = match.client  # loaded by the same query
     ctx.client_via = f"domain {match.domain}"
     how = "exactly" if match.domain == ctx.sender_domain else f"as a subdomain of {match.domain}"
     ctx.explain("client", f"domain {ctx.sender_domain} matches client {ctx.client.name!r} (id {ctx.client.id}) {how}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from models import InboundMessage
 from routing.context import RoutingContext
@@ -84,27 +84,39 @@ def loop_guard(ctx: RoutingContext) -> None:
     ctx.explain("loop_guard", "not an auto-reply, bounce or mail from our own addresses")
 
 
-def rate_limit(ctx: RoutingContext) -> None:
-    """Raise Ignored(ignored_loop) when the sender opened more than the allowed tickets in the last hour.
+def recent_new_tickets(ctx: RoutingContext):
+    """A scalar subquery: how many tickets the sender opened in the hour before this message.
 
-    Counts the sender's inbound messages of the hour before this one that opened a ticket
-    (``ticket_created`` or ``triaged``); the limit is ``TICKETPOST_RATE_LIMIT_PER_HOUR``.
+    Counts the sender's inbound messages that opened a ticket (``ticket_created`` or
+    ``triaged``); the sender step runs it together with the duplicate check, in one statement.
     """
-    limit = ctx.settings.rate_limit_per_hour
-    if not limit or limit <= 0 or not ctx.sender_email:
-        return
     received = ctx.inbound.received_at
-    count = ctx.session.scalar(
+    return (
         select(func.count())
         .select_from(InboundMessage)
         .where(
             InboundMessage.sender_email == ctx.sender_email,
             InboundMessage.received_at > received - timedelta(hours=1),
             InboundMessage.received_at <= received,
-            InboundMessage.outcome.in_(NEW_TICKET_OUTCOMES),
+            # two equalities, not IN: an IN list is re-rendered per call and defeats prepared statements
+            or_(*(InboundMessage.outcome == o for o in NEW_TICKET_OUTCOMES)),
             InboundMessage.id != ctx.inbound.id,
         )
-    ) or 0
+        .scalar_subquery()
+    )
+
+
+def rate_limit(ctx: RoutingContext, count: int | None = None) -> None:
+    """Raise Ignored(ignored_loop) when the sender opened more than the allowed tickets in the last hour.
+
+    The limit is ``TICKETPOST_RATE_LIMIT_PER_HOUR`` (0 switches it off); ``count`` is the result
+    of :func:`recent_new_tickets` when the caller already has it.
+    """
+    limit = ctx.settings.rate_limit_per_hour
+    if not limit or limit <= 0 or not ctx.sender_email:
+        return
+    if count is None:
+        count = ctx.session.scalar(select(recent_new_tickets(ctx))) or 0
     if count >= limit:
         from ticketpost import metrics
 

@@ -7,12 +7,11 @@ from routing.mailparse import clean_text, parse_message
 
 
 def parse(ctx: RoutingContext) -> None:
-    """Parse headers (body later, on demand); note the Message-ID and subject on the inbound row."""
+    """Parse headers (body later, on demand); the Message-ID and subject go on the inbound row."""
     inbound = ctx.inbound
     mail = parse_message(inbound.raw or b"", sha256=inbound.sha256)
     ctx.mail = mail
-    inbound.message_id = clean_text(mail.message_id, 998)
-    inbound.subject = clean_text(mail.subject, 10000)
+    ctx.message_id = clean_text(mail.message_id, 998)
     if mail.message_id_synthetic:
         ctx.explain("parse", f"no Message-ID; using the synthetic <{mail.message_id}> from the SHA-256 of the raw bytes")
     else:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 
 from models import Ticket, TicketMessage
 from models.domain_names import InvalidDomain, normalize_domain
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import Ignored, Rejected
-from routing.steps.loop_guard import rate_limit
+from routing.steps.loop_guard import rate_limit, recent_new_tickets
 
 # RFC 5322 dot-atom local part, plus the quoted-string form; generous, since mail servers
 # already accepted the message: this only refuses what cannot be an address at all.
@@ -82,7 +82,6 @@ def sender(ctx: RoutingContext) -> None:
 
     name, address, domain = chosen
     ctx.sender_name, ctx.sender_email, ctx.sender_domain = name, address, domain
-    ctx.inbound.sender_email = address
     if len(candidates) > 1:
         listed = ", ".join(a for _, a in candidates)[:300]
         if via == "Sender":
@@ -92,15 +91,21 @@ def sender(ctx: RoutingContext) -> None:
     else:
         ctx.explain("sender", f"sender {address}")
 
-    rate_limit(ctx)
-    duplicate = ctx.session.scalars(
+    # one round trip for both history questions: the storm guard's count and the duplicate check
+    limit_on = bool(ctx.settings.rate_limit_per_hour and ctx.settings.rate_limit_per_hour > 0)
+    duplicate_q = (
         select(Ticket.number)
         .join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
-        .where(TicketMessage.message_id == ctx.inbound.message_id, TicketMessage.sender_email == address)
+        .where(TicketMessage.message_id == ctx.message_id, TicketMessage.sender_email == address)
         .limit(1)
-    ).first()
+        .scalar_subquery()
+    )
+    recent, duplicate = ctx.session.execute(
+        select(recent_new_tickets(ctx) if limit_on else literal(0), duplicate_q)
+    ).one()
+    rate_limit(ctx, recent or 0)
     if duplicate is not None:
         raise Ignored(
             "ignored_duplicate",
-            f"message <{ctx.inbound.message_id}> from {address} is already on ticket #{duplicate}",
+            f"message <{ctx.message_id}> from {address} is already on ticket #{duplicate}",
         )

@@ -37,20 +37,19 @@ def _by_headers(ctx: RoutingContext) -> Ticket | None:
     if not ordered:
         return None
     ids = list(dict.fromkeys(i for _, i in ordered))
+    known = union_all(
+        select(TicketMessage.message_id.label("message_id"), TicketMessage.ticket_id.label("ticket_id"))
+        .where(TicketMessage.message_id.in_(ids)),
+        select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(OutboundMessage.message_id.in_(ids)),
+    ).subquery()
     rows = ctx.session.execute(
-        union_all(
-            select(TicketMessage.message_id, TicketMessage.ticket_id).where(TicketMessage.message_id.in_(ids)),
-            select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(OutboundMessage.message_id.in_(ids)),
-        )
+        select(known.c.message_id, Ticket).join(Ticket, Ticket.id == known.c.ticket_id)
     ).all()
-    found = {}
-    for message_id, ticket_id in rows:
-        found.setdefault(message_id, ticket_id)
+    found: dict[str, Ticket] = {}
+    for message_id, ticket in rows:
+        found.setdefault(message_id, ticket)
     for header, message_id in ordered:
-        ticket_id = found.get(message_id)
-        if ticket_id is None:
-            continue
-        ticket = ctx.session.get(Ticket, ticket_id)
+        ticket = found.get(message_id)
         if ticket is None:
             continue
         note = ""

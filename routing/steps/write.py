@@ -13,7 +13,7 @@ def _message_fields(ctx: RoutingContext) -> dict:
     body = ctx.mail.body
     return {
         "inbound_id": ctx.inbound.id,
-        "message_id": clean_text(ctx.inbound.message_id or "", 998),
+        "message_id": ctx.message_id,
         "sender_email": ctx.sender_email,
         "body_text": body.text,
         "attachments": [a.as_dict() for a in body.attachments],
