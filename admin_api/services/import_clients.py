@@ -30,6 +30,7 @@ from admin_api.services.import_templates import CLIENTS
 from admin_api.services.imports import (
     BatchPlan,
     bool_cell,
+    bulk_insert,
     chunks,
     matches_any,
     name_folder,
@@ -257,5 +258,5 @@ class ClientImporter:
             for chunk in chunks(plan.domain_removals, QUERY_CHUNK):
                 conn.execute(delete(client_domains).where(client_domains.c.id.in_(chunk)))
         if adds:
-            conn.execute(insert(client_domains),
-                         [{"client_id": client_id, "domain": d} for client_id, d in adds])
+            bulk_insert(conn, client_domains,
+                        [{"client_id": client_id, "domain": d} for client_id, d in adds])

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from admin_api.services import contacts as contacts_service
@@ -29,6 +29,7 @@ from admin_api.services.import_templates import CONTACTS
 from admin_api.services.imports import (
     BatchPlan,
     bool_cell,
+    bulk_insert,
     chunks,
     matches_any,
     name_folder,
@@ -228,4 +229,4 @@ class ContactImporter:
             conn.execute(update(contacts).where(contacts.c.id == bindparam("row_id")),
                          primaries_last)
         if plan.inserts:
-            conn.execute(insert(contacts), plan.inserts)
+            bulk_insert(conn, contacts, plan.inserts)
