@@ -7,7 +7,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from models import Contact
+from models import Client, Contact
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import Ignored
@@ -83,4 +83,6 @@ def _get_or_create(ctx: RoutingContext) -> tuple[Contact, bool]:
         existing = session.scalars(select(Contact).where(Contact.email == ctx.sender_email)).first()
         if existing is None:
             raise
+        if existing.client_id != ctx.client.id:  # created meanwhile for another client: it decides
+            ctx.client = session.get(Client, existing.client_id)
         return existing, False

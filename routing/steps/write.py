@@ -55,5 +55,5 @@ def write(ctx: RoutingContext) -> None:
         details.append(f"contract id {ticket.contract_id}")
     if ticket.sla_snapshot:
         due = ticket.first_response_due_at
-        details.append(f"SLA {ticket.sla_snapshot['name']!r}" + (f", first response due {due.isoformat()}" if due else ""))
+        details.append(f"SLA {ticket.sla_snapshot['name']!r}" + (f", first response due {due.isoformat(timespec='minutes')}" if due else ""))
     ctx.explain("write", ctx.reason + (f" ({'; '.join(details)})" if details else ""))

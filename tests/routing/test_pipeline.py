@@ -155,7 +155,9 @@ def test_the_inbound_row_carries_sender_subject_and_message_id(engine, world):
 
 
 @pytest.mark.slow
-def test_concurrent_delivery_of_one_inbound_id_makes_one_ticket_message(pg_engine):
+@pytest.mark.parametrize("db", ["pg_engine", "sqlite_engine"])
+def test_concurrent_delivery_of_one_inbound_id_makes_one_ticket_message(request, db):
+    pg_engine = request.getfixturevalue(db)  # PostgreSQL (FOR UPDATE) and SQLite (BEGIN IMMEDIATE)
     with Session(pg_engine, expire_on_commit=False) as session, session.begin():
         build_world(session)
     inbound_id = store_inbound(raw=mail(sender="race@acme.com"), source="smtp", engine=pg_engine)
