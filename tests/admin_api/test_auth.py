@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 from sqlalchemy import select, text
 
 from models import ApiToken
@@ -52,19 +51,20 @@ def test_an_unknown_token_is_401(client):
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("method,path,body", ADMIN_ONLY)
-def test_a_technician_may_not_change_configuration(admin, technician, method, path, body):
+def test_a_technician_may_not_change_configuration(admin, technician):
     client = make_client(admin)
-    url = path.format(client=client["id"])
-    response = technician.request(method, url, json=body)
-    assert response.status_code == 403, response.text
-    assert admin.get(f"/api/v1/clients/{client['id']}").status_code == 200
+    answers = {
+        f"{method} {path}": technician.request(method, path.format(client=client["id"]), json=body).status_code
+        for method, path, body in ADMIN_ONLY
+    }
+    assert answers == {key: 403 for key in answers}
+    assert admin.ok("GET", f"/api/v1/clients/{client['id']}")["domains"] == ["acme.com"]
 
 
-@pytest.mark.parametrize("path", READABLE)
-def test_a_technician_may_read_everything(admin, technician, path):
+def test_a_technician_may_read_everything(admin, technician):
     client = make_client(admin)
-    assert technician.get(path.format(client=client["id"])).status_code == 200
+    answers = {path: technician.get(path.format(client=client["id"])).status_code for path in READABLE}
+    assert answers == {path: 200 for path in READABLE}
 
 
 def test_a_technician_may_open_and_update_tickets(admin, technician):
