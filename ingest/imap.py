@@ -237,6 +237,7 @@ class MailboxPoller(threading.Thread):
                     max_bytes=self.settings.smtp_max_message_bytes,
                     batch_size=self.settings.imap_batch_size,
                     hand_over=self.hand_over,
+                    should_stop=self._stop_event.is_set,
                 )
                 self.passes += 1
                 record_success(self.engine, self.config.id)
