@@ -4,7 +4,8 @@ Decisions where the SPEC is silent:
 
 - The file is the truth for the columns it has (an empty ``phone`` clears the phone); columns it
   does not have are left alone. ``client`` names an existing client (case-insensitive): import
-  clients.csv first. A contact whose row names another client moves to that client.
+  clients.csv first. A contact whose row names another client moves to that client (and stops
+  being a primary contact, unless its row says ``is_primary`` TRUE).
 - ``is_primary``: at most one TRUE per client in one file (a second one is a row error). A row
   making a contact primary demotes the client's current primary contact in the same
   transaction, like ``PATCH /contacts/{id} {"is_primary": true}``: the file wins.
@@ -196,6 +197,10 @@ class ContactImporter:
                     plan.new_primaries[client_id] = None
                 continue
             was_primary = old.is_primary or old.id in self.demoted
+            if "is_primary" not in self.present:
+                # Without the column, a contact that moves to another client is not its primary
+                # (as with the API's PATCH client_id); every other contact keeps its flag.
+                values["is_primary"] = old.is_primary and old.client_id == client_id
             changed = any(
                 not same(was_primary if column == "is_primary" else getattr(old, column), value)
                 for column, value in values.items())

@@ -144,3 +144,14 @@ def test_a_dry_run_applies_nothing(db, acme):
     assert report.as_dict() == {"applied": False, "created": 1, "updated": 1, "unchanged": 0,
                                 "errors": []}
     assert snapshot(db) == before
+
+
+def test_a_primary_contact_moving_without_an_is_primary_column_is_no_longer_primary(db, acme):
+    beta = add_client(db, "Beta", "beta.com")
+    add_contact(db, acme, "ann@acme.com", is_primary=True, first_name="Ann", last_name="One")
+    add_contact(db, beta, "boss@beta.com", is_primary=True, first_name="Boss", last_name="B")
+    report = run_import(db, "contacts", "client,first_name,last_name,email\n"
+                                        "Beta,Ann,One,ann@acme.com\nBeta,Boss,B,boss@beta.com\n")
+    assert (report.errors, report.updated, report.unchanged) == ([], 1, 1)
+    assert contact_by_email(db, "ann@acme.com").is_primary is False
+    assert contact_by_email(db, "boss@beta.com").is_primary is True

@@ -20,7 +20,8 @@ def register(sub) -> None:
     parser.add_argument("file", metavar="FILE", help="the CSV file, or - for standard input")
     parser.add_argument("--dry-run", action="store_true",
                         help="check and count, but change nothing")
-    parser.add_argument("--allow-public-domains", action="store_true",
+    parser.add_argument("--allow-public-domain", "--allow-public-domains", action="store_true",
+                        dest="allow_public_domains",
                         help="accept public mail providers such as gmail.com as client domains")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
