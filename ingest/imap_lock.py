@@ -21,8 +21,9 @@ import os
 import threading
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ NAMESPACE = int.from_bytes(b"tkpi", "big")
 
 _local_lock = threading.Lock()
 _held_in_process: set[tuple[str, int]] = set()
+_unpooled_engines: dict[str, Engine] = {}
 
 
 class MailboxLock:
@@ -60,7 +62,7 @@ class AdvisoryLock(MailboxLock):
     """A PostgreSQL session advisory lock held on its own connection."""
 
     def __init__(self, engine: Engine, mailbox_id: int) -> None:
-        self.engine = engine
+        self.engine = _unpooled(engine)
         self.mailbox_id = int(mailbox_id)
         self._conn: Connection | None = None
 
@@ -122,6 +124,17 @@ class AdvisoryLock(MailboxLock):
                 conn.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _unpooled(engine: Engine) -> Engine:
+    """An engine for lock connections outside ``engine``'s pool: a poller holds its lock connection
+    for hours, and a pool of 10 + 20 would otherwise run dry with many mailboxes."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _local_lock:
+        unpooled = _unpooled_engines.get(key)
+        if unpooled is None:
+            unpooled = _unpooled_engines[key] = create_engine(engine.url, poolclass=NullPool)
+        return unpooled
 
 
 class FileLock(MailboxLock):
