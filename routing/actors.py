@@ -37,16 +37,25 @@ def _route(inbound_id: int) -> None:
         pipeline.route_inbound(int(inbound_id))
     except pipeline.InboundNotFound:
         # Nothing stored under this id (deleted, or a stray message): retrying cannot help.
-        log.warning("no inbound message to route", extra={"inbound_id": inbound_id})
+        log.warning(
+            "no inbound message to route", extra={"inbound_id": inbound_id, "outcome": None}
+        )
     except Exception as exc:
         if not _last_attempt():
             log.warning(
                 "routing failed; will retry",
-                extra={"inbound_id": inbound_id, "error": f"{type(exc).__name__}: {exc}"},
+                extra={
+                    "inbound_id": inbound_id,
+                    "outcome": "retrying",  # not final: the queue tries again after a backoff
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
             )
             raise
         reason = f"routing failed after {_attempts()} attempts: {type(exc).__name__}: {exc}"
-        log.error("routing failed for good", extra={"inbound_id": inbound_id, "error": reason})
+        log.error(
+            "routing failed for good",
+            extra={"inbound_id": inbound_id, "outcome": "failed", "error": reason},
+        )
         # If recording fails too (database down), this raises: the row stays ``received`` and
         # the sweeper hands it over again later. Nothing is lost either way.
         pipeline.record_failure(int(inbound_id), error=reason)
