@@ -436,9 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.smtp_e2e",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
-    parser.add_argument("--messages", type=int, default=3000, help="end-to-end phase")
-    parser.add_argument("--paced", type=int, default=3000, help="messages of the paced phase")
-    parser.add_argument("--bare", type=int, default=3000, help="messages for the bare ceiling")
+    parser.add_argument("--messages", type=int, default=2000, help="end-to-end phase")
+    parser.add_argument("--paced", type=int, default=2000, help="messages of the paced phase")
+    parser.add_argument("--bare", type=int, default=2000, help="messages for the bare ceiling")
     parser.add_argument("--rate", type=float, default=300.0, help="offered rate of the paced phase")
     parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions")
     parser.add_argument("--worker-processes", type=int, default=2)

@@ -109,7 +109,7 @@ def test_smtp_and_worker_roles_route_mail_on_postgresql_and_redis_and_stop_clean
                    what="the worker processes to route")
         assert_each_routed_once(engine, 10)
     finally:
-        assert stop_process(smtp_role) == 0
+        assert stop_process(smtp_role, signal.SIGINT) == 0, "Ctrl-C stops a role cleanly too"
         assert stop_process(workers) == 0
         engine.dispose()
         _delete_namespace(redis_url, namespace)
