@@ -104,6 +104,27 @@ def test_every_routing_log_line_is_json_with_the_inbound_id_and_the_outcome(embe
     assert len({r["inbound_id"] for r in routing}) == 4
 
 
+def test_status_reads_the_queue_and_workers_of_the_running_ticketpost_up(embedded, sqlite_url):
+    from tests.ops.helpers import run_cli
+
+    role, smtp_port, api_port = embedded
+    mail_from_acme_and_a_stranger(smtp_port)
+    wait_until(
+        lambda: scrape(api_port).total("ticketpost_routed_messages_total") == 4,
+        what="4 routed messages",
+    )
+    env = {"TICKETPOST_DATABASE_URL": sqlite_url, "TICKETPOST_API_PORT": str(api_port)}
+    result = run_cli("status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["queue_source"] == f"http://127.0.0.1:{api_port}/metrics"
+    assert status["workers"] == 1
+    assert status["queues"] == [
+        {"queue": "inbound", "ready": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0}
+    ]
+    assert status["inbound_by_outcome"] == {"rejected_unknown_sender": 1, "ticket_created": 3}
+
+
 @pytest.fixture
 def distributed(tmp_path, pg_url, redis_url, redis_ns):
     """PostgreSQL + Redis; the SMTP and API roles run, the worker role is started by the test."""

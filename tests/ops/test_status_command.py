@@ -32,7 +32,8 @@ def installation(database_url, engine):
             )
         )
         session.add(Mailbox(name="archive", host="imap.msp.example", username="old", enabled=False))
-    return {"TICKETPOST_DATABASE_URL": database_url}
+    # No `ticketpost up` listens on this port: the embedded queue is not visible.
+    return {"TICKETPOST_DATABASE_URL": database_url, "TICKETPOST_API_PORT": str(free_port())}
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ def test_status_json_tells_counts_by_outcome_the_oldest_unrouted_and_mailbox_hea
     assert mailboxes["archive"]["enabled"] is False
     assert mailboxes["archive"]["last_success_at"] is None
     assert status["broker"] == "in-process"
+    assert status["queue_source"] is None  # no running ticketpost up to ask
     assert status["database_error"] is None
 
 
@@ -112,6 +114,8 @@ def test_status_shows_queue_depth_and_dead_letters_from_redis(
     assert status["broker"] == "redis"
     inbound = next(q for q in status["queues"] if q["queue"] == "inbound")
     assert (inbound["ready"], inbound["in_flight"], inbound["dead_letter"]) == (1, 0, 1)
+    assert status["dead_letters"] == 1
+    assert status["workers"] == 0
     code, table = status_here(env=env)
     assert "dead letters" in table
 

@@ -5,8 +5,10 @@ shows). ``--json`` prints one JSON object for scripts. The exit code is 0 when t
 the broker answered, 1 when one of them did not (the rest is still printed).
 
 In the embedded mode the queue lives inside the running ``ticketpost up`` process, so this
-command cannot see it; it says so, and the database figures (unrouted messages, the age of the
-oldest one) still tell whether mail is stuck.
+command reads its depth (and the live workers) from that process's ``GET /metrics`` on
+API_HOST:API_PORT; when no such process answers it says so, and the database figures (unrouted
+messages, the age of the oldest one) still tell whether mail is stuck. With Redis, live workers
+come from their heartbeats.
 """
 
 from __future__ import annotations
@@ -33,12 +35,74 @@ def run(args) -> int:
     snap = take_snapshot(engine=get_engine(settings.database_url), settings=settings)
     data = snap.as_dict()
     data["broker"] = "redis" if settings.redis_url else "in-process"
+    if settings.redis_url:
+        data["workers"] = _redis_workers(settings)
+        data["queue_source"] = "redis"
+    else:
+        _from_running_process(data, settings)
+    data["dead_letters"] = sum(q["dead_letter"] for q in data["queues"])
     if args.json:
         json.dump(data, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_status(data))
     return 1 if snap.database_error or snap.broker_error else 0
+
+
+def _redis_workers(settings) -> int | None:
+    """Live worker processes by their heartbeats in Redis (None when Redis does not answer)."""
+    from ticketpost.metrics import get_event_store
+
+    try:
+        for family in get_event_store(settings).collect():
+            if family.name == "ticketpost_workers":
+                return int(sum(sample.value for sample in family.samples))
+    except Exception:  # noqa: BLE001 - reported as broker_error already
+        return None
+    return None
+
+
+def _from_running_process(data: dict, settings) -> None:
+    """Embedded mode: the queue lives in the running ``ticketpost up``; ask its ``/metrics``.
+
+    Sets ``queues``, ``queue_totals`` and ``workers`` from it, and ``queue_source`` to the URL it
+    answered on, or to None when no such process answers (then the queue is not shown).
+    """
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    url = f"http://{host}:{settings.api_port}/metrics"
+    request = urllib.request.Request(url)
+    if settings.metrics_token:
+        request.add_header("Authorization", f"Bearer {settings.metrics_token}")
+    data["queue_source"] = None
+    data.setdefault("workers", None)
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            text = response.read().decode()
+    except Exception:  # noqa: BLE001 - nothing running, or not ours
+        return
+    queues: dict[str, dict] = {}
+    workers = None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "ticketpost_queue_messages":
+                    name = sample.labels["queue"]
+                    entry = queues.setdefault(name, {"queue": name})
+                    entry[sample.labels["state"]] = int(sample.value)
+                elif sample.name == "ticketpost_workers":
+                    workers = int(sample.value)
+    except Exception:  # noqa: BLE001 - not a ticketpost /metrics
+        return
+    states = ("ready", "in_flight", "delayed", "dead_letter")
+    data["queues"] = [{"queue": q["queue"], **{st: q.get(st, 0) for st in states}}
+                      for q in sorted(queues.values(), key=lambda q: q["queue"])]
+    data["queue_totals"] = {st: sum(q[st] for q in data["queues"]) for st in states}
+    data["workers"] = workers
+    data["queue_source"] = url
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -80,9 +144,14 @@ def format_status(data: dict) -> str:
         broker = "redis, ok" if data["broker_error"] is None else (
             f"redis, UNREACHABLE ({data['broker_error']})"
         )
+    elif data.get("queue_source"):
+        broker = f"in-process, read from the running ticketpost up ({data['queue_source']})"
     else:
-        broker = "in-process (inside the running `ticketpost up`; its depth is on GET /metrics)"
-    out += [f"database: {db}", f"broker:   {broker}", ""]
+        broker = "in-process (no running `ticketpost up` answered; its queue lives inside it)"
+    out += [f"database: {db}", f"broker:   {broker}"]
+    if data.get("workers") is not None:
+        out.append(f"workers:  {data['workers']} alive")
+    out.append("")
 
     out.append("Queue")
     if data["queues"]:
