@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,6 +41,10 @@ Step = Callable[[RoutingContext], None]
 #: The routing steps, in order. Each takes the context and either fills in its part or raises
 #: RoutingStop with the final outcome.
 STEPS: tuple[Step, ...] = (parse, loop_guard, sender, client, contact, thread, policy, write)
+
+
+#: The inbound row, locked until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises).
+_LOCK_INBOUND = select(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).with_for_update()
 
 
 class InboundNotFound(LookupError):
@@ -87,9 +91,7 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
     session = Session(engine, expire_on_commit=False)
     session.info["routing_started"] = time.perf_counter()  # for the routing duration metric
     try:
-        inbound = session.scalars(
-            select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
-        ).first()
+        inbound = session.scalars(_LOCK_INBOUND, {"inbound_id": inbound_id}).first()
         if inbound is None:
             raise InboundNotFound(f"no inbound message with id {inbound_id}")
         if inbound.status == "routed":
@@ -186,7 +188,6 @@ def record_outcome(
     inbound.contact_id = contact_id
     inbound.ticket_id = ticket.id if ticket is not None else None
     inbound.routed_at = utcnow()
-    session.flush()
     log.info(
         "inbound %s: %s (%s)", inbound.id, outcome, inbound.reason,
         extra={"inbound_id": inbound.id, "outcome": outcome},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import Date, bindparam, select
 from sqlalchemy.orm import Session
 
 from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
@@ -21,16 +21,19 @@ def active_contract(session: Session, *, client_id: int, on: date) -> Contract |
     An open start counts as "since always" (so it loses to any dated start); ties go to the
     newest contract.
     """
-    return session.scalars(
-        select(Contract)
-        .where(
-            Contract.client_id == client_id,
-            (Contract.start_date.is_(None)) | (Contract.start_date <= on),
-            (Contract.end_date.is_(None)) | (Contract.end_date >= on),
-        )
-        .order_by(Contract.start_date.desc().nulls_last(), Contract.id.desc())
-        .limit(1)
-    ).first()
+    return session.scalars(_ACTIVE_CONTRACT, {"client_id": client_id, "on": on}).first()
+
+
+_ACTIVE_CONTRACT = (
+    select(Contract)
+    .where(
+        Contract.client_id == bindparam("client_id"),
+        (Contract.start_date.is_(None)) | (Contract.start_date <= bindparam("on", type_=Date())),
+        (Contract.end_date.is_(None)) | (Contract.end_date >= bindparam("on", type_=Date())),
+    )
+    .order_by(Contract.start_date.desc().nulls_last(), Contract.id.desc())
+    .limit(1)
+)
 
 
 def sla_snapshot(sla: Sla) -> dict:
@@ -72,7 +75,7 @@ def open_ticket(
     at: datetime | None = None,
     first_message: dict | None = None,
 ) -> Ticket:
-    """Create an open ticket (flushed, so it has its id and number) and optionally its first message.
+    """Create an open ticket (its id and number set) and optionally its first message.
 
     ``client`` None makes a triage ticket (no contract, no SLA). ``first_message`` holds
     TicketMessage fields (inbound_id, message_id, sender_email, body_text, attachments).
@@ -96,10 +99,11 @@ def open_ticket(
         sla = session.get(Sla, client.sla_id) if client.sla_id is not None else None
         apply_sla(ticket, sla, at=at)
     session.add(ticket)
-    session.flush()
+    session.flush()  # the INSERT gives the id, which is the number
     ticket.number = ticket.id
     if first_message is not None:
         fields = {"created_at": at, **first_message}
         session.add(TicketMessage(ticket_id=ticket.id, **fields))
-    session.flush()
+    # The number and the first message reach the database with the caller's next flush or commit
+    # (one unit of work instead of two); queries in between autoflush them.
     return ticket

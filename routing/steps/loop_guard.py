@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 
 from models import InboundMessage
+from models.base import UTCDateTime
 from routing.context import RoutingContext
 from routing.outcomes import Ignored
 
@@ -84,39 +85,48 @@ def loop_guard(ctx: RoutingContext) -> None:
     ctx.explain("loop_guard", "not an auto-reply, bounce or mail from our own addresses")
 
 
-def recent_new_tickets(ctx: RoutingContext):
-    """A scalar subquery: how many tickets the sender opened in the hour before this message.
+# Built once: constructing a statement costs more than running it (bind parameters vary).
+RECENT_NEW_TICKETS = (
+    select(func.count())
+    .select_from(InboundMessage)
+    .where(
+        InboundMessage.sender_email == bindparam("rl_sender"),
+        InboundMessage.received_at > bindparam("rl_since", type_=UTCDateTime()),
+        InboundMessage.received_at <= bindparam("rl_until", type_=UTCDateTime()),
+        # two equalities, not IN: an IN list is re-rendered per call and defeats prepared statements
+        or_(*(InboundMessage.outcome == o for o in NEW_TICKET_OUTCOMES)),
+        InboundMessage.id != bindparam("rl_inbound_id"),
+    )
+    .scalar_subquery()
+)
+
+
+def recent_new_tickets_params(ctx: RoutingContext) -> dict:
+    """Bind parameters of :data:`RECENT_NEW_TICKETS`: the sender's tickets opened in the hour before this message.
 
     Counts the sender's inbound messages that opened a ticket (``ticket_created`` or
     ``triaged``); the sender step runs it together with the duplicate check, in one statement.
     """
     received = ctx.inbound.received_at
-    return (
-        select(func.count())
-        .select_from(InboundMessage)
-        .where(
-            InboundMessage.sender_email == ctx.sender_email,
-            InboundMessage.received_at > received - timedelta(hours=1),
-            InboundMessage.received_at <= received,
-            # two equalities, not IN: an IN list is re-rendered per call and defeats prepared statements
-            or_(*(InboundMessage.outcome == o for o in NEW_TICKET_OUTCOMES)),
-            InboundMessage.id != ctx.inbound.id,
-        )
-        .scalar_subquery()
-    )
+    return {
+        "rl_sender": ctx.sender_email,
+        "rl_since": received - timedelta(hours=1),
+        "rl_until": received,
+        "rl_inbound_id": ctx.inbound.id,
+    }
 
 
 def rate_limit(ctx: RoutingContext, count: int | None = None) -> None:
     """Raise Ignored(ignored_loop) when the sender opened more than the allowed tickets in the last hour.
 
     The limit is ``TICKETPOST_RATE_LIMIT_PER_HOUR`` (0 switches it off); ``count`` is the result
-    of :func:`recent_new_tickets` when the caller already has it.
+    of :data:`RECENT_NEW_TICKETS` when the caller already has it.
     """
     limit = ctx.settings.rate_limit_per_hour
     if not limit or limit <= 0 or not ctx.sender_email:
         return
     if count is None:
-        count = ctx.session.scalar(select(recent_new_tickets(ctx))) or 0
+        count = ctx.session.scalar(select(RECENT_NEW_TICKETS), recent_new_tickets_params(ctx)) or 0
     if count >= limit:
         from ticketpost import metrics
 

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import literal, select
+from sqlalchemy import bindparam, literal, select
 
 from models import Ticket, TicketMessage
 from models.domain_names import InvalidDomain, normalize_domain
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import Ignored, Rejected
-from routing.steps.loop_guard import rate_limit, recent_new_tickets
+from routing.steps.loop_guard import RECENT_NEW_TICKETS, rate_limit, recent_new_tickets_params
 
 # RFC 5322 dot-atom local part, plus the quoted-string form; generous, since mail servers
 # already accepted the message: this only refuses what cannot be an address at all.
 _LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*|"[^"\r\n]*")$""")
+
+
+_DUPLICATE = (
+    select(Ticket.number)
+    .join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
+    .where(TicketMessage.message_id == bindparam("dup_message_id"),
+           TicketMessage.sender_email == bindparam("dup_sender"))
+    .limit(1)
+    .scalar_subquery()
+)
+_HISTORY = select(RECENT_NEW_TICKETS, _DUPLICATE)
+_DUPLICATE_ONLY = select(literal(0), _DUPLICATE)
 
 
 class InvalidAddress(ValueError):
@@ -93,16 +105,10 @@ def sender(ctx: RoutingContext) -> None:
 
     # one round trip for both history questions: the storm guard's count and the duplicate check
     limit_on = bool(ctx.settings.rate_limit_per_hour and ctx.settings.rate_limit_per_hour > 0)
-    duplicate_q = (
-        select(Ticket.number)
-        .join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
-        .where(TicketMessage.message_id == ctx.message_id, TicketMessage.sender_email == address)
-        .limit(1)
-        .scalar_subquery()
-    )
-    recent, duplicate = ctx.session.execute(
-        select(recent_new_tickets(ctx) if limit_on else literal(0), duplicate_q)
-    ).one()
+    params = {"dup_message_id": ctx.message_id, "dup_sender": address}
+    if limit_on:
+        params.update(recent_new_tickets_params(ctx))
+    recent, duplicate = ctx.session.execute(_HISTORY if limit_on else _DUPLICATE_ONLY, params).one()
     rate_limit(ctx, recent or 0)
     if duplicate is not None:
         raise Ignored(

@@ -28,8 +28,7 @@ def write(ctx: RoutingContext) -> None:
         ctx.session.add(TicketMessage(ticket_id=ticket.id, created_at=at, **_message_fields(ctx)))
         if ctx.reopened:
             ticket.status = "open"
-        ticket.updated_at = utcnow()
-        ctx.session.flush()
+        ticket.updated_at = utcnow()  # written with the inbound outcome, in one flush at commit
         ctx.outcome = "ticket_updated"
         ctx.reason = f"appended to ticket #{ticket.number}" + (" and reopened it" if ctx.reopened else "")
         ctx.explain("write", ctx.reason)
