@@ -52,11 +52,11 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
-# Answers any /api/v1 operation can give, documented once for all of them in OpenAPI.
+# Answers any /api/v1 operation can give, documented once for all of them in OpenAPI (FastAPI
+# documents 422 itself, with its HTTPValidationError shape, which our own 422s share).
 COMMON_RESPONSES: dict[int | str, dict] = {
     400: {"description": "the request body could not be parsed (not JSON, not UTF-8)"},
     401: {"description": "no bearer token, or an unknown or revoked one"},
-    422: {"description": "a field is invalid; `detail[].loc` names it"},
 }
 
 
