@@ -65,8 +65,17 @@ def fill(engine, rows: int) -> None:
         for n in range(5):
             conn.execute(
                 insert(Mailbox),
-                [{"name": f"mb{n}", "host": "imap.example", "username": "u", "enabled": True,
-                  "security": "ssl", "folder": "INBOX", "consecutive_failures": n}],
+                [
+                    {
+                        "name": f"mb{n}",
+                        "host": "imap.example",
+                        "username": "u",
+                        "enabled": True,
+                        "security": "ssl",
+                        "folder": "INBOX",
+                        "consecutive_failures": n,
+                    }
+                ],
             )
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

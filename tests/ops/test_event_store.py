@@ -57,7 +57,15 @@ def test_two_processes_counts_add_up_to_what_one_process_would_count(stores):
     assert histogram  # buckets, count and sum
     for key, value in histogram.items():
         assert got[key] == pytest.approx(value), key
-    assert got[("ticketpost_routed_messages_total", (("outcome", "ticket_created"), ("source", "smtp")))] == 8
+    assert (
+        got[
+            (
+                "ticketpost_routed_messages_total",
+                (("outcome", "ticket_created"), ("source", "smtp")),
+            )
+        ]
+        == 8
+    )
 
 
 def test_open_smtp_sessions_are_summed_over_live_processes_only(stores, redis_url):
@@ -96,7 +104,15 @@ def test_the_hooks_use_redis_when_it_is_configured(redis_url, redis_ns, monkeypa
     metrics.smtp_reply(250)
     metrics.rate_limited()
     got = samples(stores())  # another process reading the same namespace
-    assert got[("ticketpost_routed_messages_total", (("outcome", "triaged"), ("source", "imap:support")))] == 1
+    assert (
+        got[
+            (
+                "ticketpost_routed_messages_total",
+                (("outcome", "triaged"), ("source", "imap:support")),
+            )
+        ]
+        == 1
+    )
     assert got[("ticketpost_smtp_replies_total", (("code", "451"),))] == 1
     assert got[("ticketpost_smtp_replies_total", (("code", "250"),))] == 1
     assert got[("ticketpost_rate_limited_messages_total", ())] == 1
@@ -117,7 +133,15 @@ def test_without_redis_the_hooks_count_in_this_process():
     metrics.observe_routing("ignored_bounce", "smtp", 0.01)
     metrics.smtp_session_delta(+1)
     got = samples(metrics.get_event_store())
-    assert got[("ticketpost_routed_messages_total", (("outcome", "ignored_bounce"), ("source", "smtp")))] == 1
+    assert (
+        got[
+            (
+                "ticketpost_routed_messages_total",
+                (("outcome", "ignored_bounce"), ("source", "smtp")),
+            )
+        ]
+        == 1
+    )
     assert got[("ticketpost_routing_duration_seconds_count", (("outcome", "ignored_bounce"),))] == 1
     assert got[("ticketpost_smtp_sessions_active", ())] == 1
 
@@ -125,7 +149,9 @@ def test_without_redis_the_hooks_count_in_this_process():
 def test_a_failure_recorded_without_timing_counts_but_adds_no_duration():
     metrics.observe_routing("failed", "smtp", None)
     got = samples(metrics.get_event_store())
-    assert got[("ticketpost_routed_messages_total", (("outcome", "failed"), ("source", "smtp")))] == 1
+    assert (
+        got[("ticketpost_routed_messages_total", (("outcome", "failed"), ("source", "smtp")))] == 1
+    )
     assert ("ticketpost_routing_duration_seconds_count", (("outcome", "failed"),)) not in got
 
 

@@ -22,8 +22,14 @@ def test_mailbox_health_and_backlog_on_metrics(dovecot, sqlite_engine, sqlite_ur
     add_mailbox(sqlite_engine, dovecot, name="support")
     with session_scope(sqlite_engine) as session:
         create_mailbox(
-            session, name="broken", host=dovecot.host, port=dovecot.port, security="none",
-            username=dovecot.user, password="not-the-password", secret_key=SECRET_KEY,
+            session,
+            name="broken",
+            host=dovecot.host,
+            port=dovecot.port,
+            security="none",
+            username=dovecot.user,
+            password="not-the-password",
+            secret_key=SECRET_KEY,
         )
     dovecot.append([message(n) for n in range(3)])
     handed_over: list[int] = []  # no routing yet: stored messages wait
@@ -35,22 +41,37 @@ def test_mailbox_health_and_backlog_on_metrics(dovecot, sqlite_engine, sqlite_ur
 
     try:
         first = wait_until(
-            lambda: (s := scrape()).value("ticketpost_mailbox_backlog", mailbox="support") == 3
-            and s.value("ticketpost_mailbox_consecutive_failures", mailbox="broken") >= 1
-            and s,
+            lambda: (
+                (s := scrape()).value("ticketpost_mailbox_backlog", mailbox="support") == 3
+                and s.value("ticketpost_mailbox_consecutive_failures", mailbox="broken") >= 1
+                and s
+            ),
             what="3 stored messages and a failing mailbox",
         )
-        assert first.value("ticketpost_mailbox_last_success_timestamp_seconds", mailbox="support") > 0
+        assert (
+            first.value("ticketpost_mailbox_last_success_timestamp_seconds", mailbox="support") > 0
+        )
         assert first.value("ticketpost_mailbox_consecutive_failures", mailbox="support") == 0
         assert first.value("ticketpost_mailbox_enabled", mailbox="broken") == 1
-        assert first.value("ticketpost_mailbox_last_success_timestamp_seconds", mailbox="broken") is None
-        assert first.value(
-            "ticketpost_inbound_messages", source="imap:support", status="received", outcome="none"
-        ) == 3
+        assert (
+            first.value("ticketpost_mailbox_last_success_timestamp_seconds", mailbox="broken")
+            is None
+        )
+        assert (
+            first.value(
+                "ticketpost_inbound_messages",
+                source="imap:support",
+                status="received",
+                outcome="none",
+            )
+            == 3
+        )
         failures = first.value("ticketpost_mailbox_consecutive_failures", mailbox="broken")
         wait_until(
-            lambda: scrape().value("ticketpost_mailbox_consecutive_failures", mailbox="broken")
-            > failures,
+            lambda: (
+                scrape().value("ticketpost_mailbox_consecutive_failures", mailbox="broken")
+                > failures
+            ),
             what="the broken mailbox's failures to keep counting",
         )
     finally:

@@ -61,15 +61,19 @@ def test_after_three_tickets_and_one_rejection_the_metrics_say_exactly_that(embe
     mail_from_acme_and_a_stranger(smtp_port)
 
     after = wait_until(
-        lambda: (s := scrape(api_port)).total("ticketpost_routed_messages_total") == 4
-        and s.value("ticketpost_unrouted_messages") == 0
-        and s.total("ticketpost_smtp_replies_total") == 4
-        and s,
+        lambda: (
+            (s := scrape(api_port)).total("ticketpost_routed_messages_total") == 4
+            and s.value("ticketpost_unrouted_messages") == 0
+            and s.total("ticketpost_smtp_replies_total") == 4
+            and s
+        ),
         what="4 routed messages on /metrics",
     )
     stored = dict(source="smtp", status="routed")
     assert after.value("ticketpost_inbound_messages", **stored, outcome="ticket_created") == 3
-    assert after.value("ticketpost_inbound_messages", **stored, outcome="rejected_unknown_sender") == 1
+    assert (
+        after.value("ticketpost_inbound_messages", **stored, outcome="rejected_unknown_sender") == 1
+    )
     assert after.total("ticketpost_inbound_messages") == 4
     routed = "ticketpost_routed_messages_total"
     assert after.value(routed, source="smtp", outcome="ticket_created") == 3
@@ -100,7 +104,10 @@ def test_every_routing_log_line_is_json_with_the_inbound_id_and_the_outcome(embe
     for record in routing:
         assert isinstance(record["inbound_id"], int), record
         assert record["outcome"] in ("ticket_created", "rejected_unknown_sender"), record
-    assert sorted(r["outcome"] for r in routing) == ["rejected_unknown_sender"] + ["ticket_created"] * 3
+    assert (
+        sorted(r["outcome"] for r in routing)
+        == ["rejected_unknown_sender"] + ["ticket_created"] * 3
+    )
     assert len({r["inbound_id"] for r in routing}) == 4
 
 
@@ -165,14 +172,24 @@ def test_split_roles_with_routing_stopped_then_started(distributed):
 
     # No worker: the mail waits in Redis, the database says it is not routed, and it ages.
     first = wait_until(
-        lambda: (s := scrape(api_port)).value(
-            "ticketpost_queue_messages", queue="inbound", state="ready"
-        ) == 4 and s.total("ticketpost_smtp_replies_total") == 4 and s,
+        lambda: (
+            (s := scrape(api_port)).value(
+                "ticketpost_queue_messages", queue="inbound", state="ready"
+            )
+            == 4
+            and s.total("ticketpost_smtp_replies_total") == 4
+            and s
+        ),
         what="4 ready messages in the Redis queue",
     )
     assert first.value("ticketpost_unrouted_messages") == 4
-    assert first.value("ticketpost_inbound_messages", source="smtp", status="received", outcome="none") == 4
-    assert first.value("ticketpost_smtp_replies_total", code="250") == 4  # counted by the smtp process
+    assert (
+        first.value("ticketpost_inbound_messages", source="smtp", status="received", outcome="none")
+        == 4
+    )
+    assert (
+        first.value("ticketpost_smtp_replies_total", code="250") == 4
+    )  # counted by the smtp process
     assert first.total("ticketpost_routed_messages_total") == 0
     age = first.value("ticketpost_oldest_unrouted_age_seconds")
     assert age > 0
@@ -185,19 +202,27 @@ def test_split_roles_with_routing_stopped_then_started(distributed):
     # A worker process starts: it routes everything, and its counts reach the API process.
     worker = start_worker()
     routed = wait_until(
-        lambda: (s := scrape(api_port)).value("ticketpost_unrouted_messages") == 0
-        and s.total("ticketpost_routed_messages_total") == 4
-        and s,
+        lambda: (
+            (s := scrape(api_port)).value("ticketpost_unrouted_messages") == 0
+            and s.total("ticketpost_routed_messages_total") == 4
+            and s
+        ),
         timeout=60,
         what="the worker to route all 4",
     )
     assert routed.value("ticketpost_workers") == 1
     assert routed.value("ticketpost_worker_threads") == 2
     assert routed.value("ticketpost_oldest_unrouted_age_seconds") == 0
-    assert routed.value("ticketpost_routed_messages_total", source="smtp", outcome="ticket_created") == 3
-    assert routed.value(
-        "ticketpost_routed_messages_total", source="smtp", outcome="rejected_unknown_sender"
-    ) == 1
+    assert (
+        routed.value("ticketpost_routed_messages_total", source="smtp", outcome="ticket_created")
+        == 3
+    )
+    assert (
+        routed.value(
+            "ticketpost_routed_messages_total", source="smtp", outcome="rejected_unknown_sender"
+        )
+        == 1
+    )
     assert routed.value("ticketpost_routing_duration_seconds_count", outcome="ticket_created") == 3
     assert routed.value("ticketpost_queue_messages", queue="inbound", state="ready") == 0
     assert routed.value("ticketpost_queue_messages", queue="inbound", state="in_flight") == 0

@@ -36,6 +36,8 @@ def test_a_routed_message_is_counted_and_timed_once_even_when_routed_again(engin
 
 def test_a_failure_recorded_after_the_last_retry_is_counted_without_a_duration(engine):
     inbound_id = store(engine, "someone@nowhere.example", "hello", source="imap:support")
-    record_failure(inbound_id, error="OperationalError: server closed the connection", engine=engine)
+    record_failure(
+        inbound_id, error="OperationalError: server closed the connection", engine=engine
+    )
     assert routed("failed", source="imap:support") == 1
     assert timed("failed") is None

@@ -25,8 +25,9 @@ def depth(scrape: Scrape, state: str) -> float | None:
     return scrape.value("ticketpost_queue_messages", queue="inbound", state=state)
 
 
-def test_queue_depth_by_state_is_read_from_redis(sqlite_url, sqlite_engine, redis_url, redis_ns,
-                                                 restore_broker):
+def test_queue_depth_by_state_is_read_from_redis(
+    sqlite_url, sqlite_engine, redis_url, redis_ns, restore_broker
+):
     from routing.actors import route_inbound
 
     settings = Settings(database_url=sqlite_url, redis_url=redis_url, redis_namespace=redis_ns)
@@ -51,7 +52,9 @@ def test_queue_depth_by_state_is_read_from_redis(sqlite_url, sqlite_engine, redi
         consumer.nack(taken)  # retries exhausted: it becomes a dead letter
         dead = scrape()
         assert (depth(dead, "ready"), depth(dead, "in_flight"), depth(dead, "dead_letter")) == (
-            2, 0, 1,
+            2,
+            0,
+            1,
         )
     finally:
         consumer.close()
@@ -108,7 +111,9 @@ def test_metrics_still_answer_and_say_the_broker_is_down(sqlite_url, sqlite_engi
 
 
 def test_metrics_need_no_token_unless_one_is_configured(sqlite_url, sqlite_engine):
-    open_app = TestClient(create_app(engine=sqlite_engine, settings=Settings(database_url=sqlite_url)))
+    open_app = TestClient(
+        create_app(engine=sqlite_engine, settings=Settings(database_url=sqlite_url))
+    )
     assert open_app.get("/metrics").status_code == 200
 
     guarded = TestClient(

@@ -20,14 +20,20 @@ def installation(database_url, engine):
     """Mail in every state, and two mailboxes: one failing, one switched off."""
     store(engine, "ann@acme.example", "vpn", status="routed", outcome="ticket_created")
     store(engine, "bob@acme.example", "mail", status="routed", outcome="rejected_not_primary")
-    record_failure(store(engine, "cy@acme.example", "disk"), error="database went away", engine=engine)
+    record_failure(
+        store(engine, "cy@acme.example", "disk"), error="database went away", engine=engine
+    )
     store(engine, "dee@acme.example", "printer", age=timedelta(minutes=15))
     store(engine, "eve@acme.example", "phone", source="imap:support")
     with session_scope(engine) as session:
         session.add(
             Mailbox(
-                name="support", host="imap.msp.example", username="support", enabled=True,
-                consecutive_failures=4, last_error="LOGIN failed: authentication failed",
+                name="support",
+                host="imap.msp.example",
+                username="support",
+                enabled=True,
+                consecutive_failures=4,
+                last_error="LOGIN failed: authentication failed",
                 last_success_at=datetime.now(timezone.utc) - timedelta(hours=2),
             )
         )

@@ -98,8 +98,10 @@ def _from_running_process(data: dict, settings) -> None:
     except Exception:  # noqa: BLE001 - not a ticketpost /metrics
         return
     states = ("ready", "in_flight", "delayed", "dead_letter")
-    data["queues"] = [{"queue": q["queue"], **{st: q.get(st, 0) for st in states}}
-                      for q in sorted(queues.values(), key=lambda q: q["queue"])]
+    data["queues"] = [
+        {"queue": q["queue"], **{st: q.get(st, 0) for st in states}}
+        for q in sorted(queues.values(), key=lambda q: q["queue"])
+    ]
     data["queue_totals"] = {st: sum(q[st] for q in data["queues"]) for st in states}
     data["workers"] = workers
     data["queue_source"] = url
@@ -141,8 +143,10 @@ def format_status(data: dict) -> str:
 
     db = "ok" if data["database_error"] is None else f"UNREACHABLE ({data['database_error']})"
     if data["broker"] == "redis":
-        broker = "redis, ok" if data["broker_error"] is None else (
-            f"redis, UNREACHABLE ({data['broker_error']})"
+        broker = (
+            "redis, ok"
+            if data["broker_error"] is None
+            else (f"redis, UNREACHABLE ({data['broker_error']})")
         )
     elif data.get("queue_source"):
         broker = f"in-process, read from the running ticketpost up ({data['queue_source']})"
@@ -168,9 +172,7 @@ def format_status(data: dict) -> str:
         out.append("Inbound messages by outcome")
         counts = data["inbound_by_outcome"]
         if counts:
-            rows = [
-                [("not routed yet" if k == "received" else k), n] for k, n in counts.items()
-            ]
+            rows = [[("not routed yet" if k == "received" else k), n] for k, n in counts.items()]
             rows.append(["total", sum(counts.values())])
             out += _table(["outcome", "messages"], rows)
         else:

@@ -49,7 +49,7 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
     if snap.database_error is None:
         inbound = GaugeMetricFamily(
             "ticketpost_inbound_messages",
-            "Stored inbound messages by source, status and outcome (outcome \"none\" = not routed"
+            'Stored inbound messages by source, status and outcome (outcome "none" = not routed'
             " yet); read from the database at scrape time.",
             labels=("source", "status", "outcome"),
         )

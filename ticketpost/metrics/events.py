@@ -345,9 +345,7 @@ class RedisEventStore:
         return family
 
     def _histogram(self, metric: EventMetric, data: dict) -> Metric:
-        family = HistogramMetricFamily(
-            metric.name, metric.documentation, labels=metric.labelnames
-        )
+        family = HistogramMetricFamily(metric.name, metric.documentation, labels=metric.labelnames)
         series: dict[tuple[str, ...], dict] = {}
         n = len(metric.labelnames)
         for field, value in data.items():
@@ -445,7 +443,8 @@ def _safely(action, *args) -> None:
     except Exception:  # noqa: BLE001 - metrics never break the mail flow
         _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
         log.warning(
-            "could not record a metric; dropping metric events for %.0f s", PAUSE_AFTER_FAILURE_S,
+            "could not record a metric; dropping metric events for %.0f s",
+            PAUSE_AFTER_FAILURE_S,
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
 
@@ -463,7 +462,7 @@ def observe_routing(outcome: str, source: str, seconds: float | None) -> None:
 
 
 def smtp_reply(code: int | str) -> None:
-    """Count one SMTP reply; ``code`` is ``451`` or a whole reply such as ``"451 4.3.0 Try later"``."""
+    """Count one SMTP reply; ``code`` is ``451`` or a whole reply like ``"451 4.3.0 Try later"``."""
     text = str(code).strip()[:3]
     label = text if len(text) == 3 and text.isdigit() else "other"
     _safely(lambda store: store.inc(SMTP_REPLIES, (label,)))

@@ -126,7 +126,9 @@ def oldest_unrouted_at(engine: Engine) -> datetime | None:
     return _aware(value)
 
 
-def mailbox_health(engine: Engine, inbound: list[InboundCount] | None = None) -> list[MailboxHealth]:
+def mailbox_health(
+    engine: Engine, inbound: list[InboundCount] | None = None
+) -> list[MailboxHealth]:
     """Health of every configured mailbox; backlog from the stored-but-unrouted counts."""
     if inbound is None:
         inbound = inbound_counts(engine)
