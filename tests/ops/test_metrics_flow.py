@@ -155,7 +155,8 @@ def distributed(tmp_path, pg_url, redis_url, redis_ns):
         wait_for_port(api_port, roles["api"])
 
         def start_worker() -> Role:
-            roles["worker"] = Role(["worker", "--threads", "2"], env, tmp_path / "worker.log")
+            args = ["worker", "--processes", "2", "--threads", "2"]
+            roles["worker"] = Role(args, env, tmp_path / "worker.log")
             return roles["worker"]
 
         yield smtp_port, api_port, start_worker
@@ -164,7 +165,7 @@ def distributed(tmp_path, pg_url, redis_url, redis_ns):
             role.stop()
 
 
-def test_split_roles_with_routing_stopped_then_started(distributed):
+def test_split_roles_with_routing_stopped_then_two_worker_processes_started(distributed):
     smtp_port, api_port, start_worker = distributed
     assert scrape(api_port).value("ticketpost_workers") == 0
 
@@ -199,7 +200,7 @@ def test_split_roles_with_routing_stopped_then_started(distributed):
     )
     assert later.value("ticketpost_unrouted_messages") == 4
 
-    # A worker process starts: it routes everything, and its counts reach the API process.
+    # Two worker processes start: they route everything, and their counts reach the API process.
     worker = start_worker()
     routed = wait_until(
         lambda: (
@@ -210,8 +211,11 @@ def test_split_roles_with_routing_stopped_then_started(distributed):
         timeout=60,
         what="the worker to route all 4",
     )
-    assert routed.value("ticketpost_workers") == 1
-    assert routed.value("ticketpost_worker_threads") == 2
+    alive = wait_until(
+        lambda: (s := scrape(api_port)).value("ticketpost_workers") == 2 and s,
+        what="both worker processes alive",
+    )
+    assert alive.value("ticketpost_worker_threads") == 4
     assert routed.value("ticketpost_oldest_unrouted_age_seconds") == 0
     assert (
         routed.value("ticketpost_routed_messages_total", source="smtp", outcome="ticket_created")
@@ -227,6 +231,6 @@ def test_split_roles_with_routing_stopped_then_started(distributed):
     assert routed.value("ticketpost_queue_messages", queue="inbound", state="ready") == 0
     assert routed.value("ticketpost_queue_messages", queue="inbound", state="in_flight") == 0
 
-    # The worker stops cleanly: it no longer counts as alive.
+    # The workers stop cleanly: they no longer count as alive.
     worker.stop()
     assert scrape(api_port).value("ticketpost_workers") == 0
