@@ -125,3 +125,12 @@ def test_promtool_finds_no_problem_in_a_real_scrape(exposed):
         [_promtool(), "check", "metrics"], input=exposed.text, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_accepts_the_example_prometheus_configuration():
+    result = subprocess.run(
+        [_promtool(), "check", "config", str(OPS / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
