@@ -134,3 +134,12 @@ def test_promtool_accepts_the_example_prometheus_configuration():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_metrics_exposes_exactly_the_declared_families(exposed):
+    from ticketpost.metrics import EVENT_METRICS, STATE_METRICS
+
+    declared = set(STATE_METRICS) | {
+        f"{m.name}_total" if m.kind == "counter" else m.name for m in EVENT_METRICS
+    }
+    assert set(exposed.types) == declared

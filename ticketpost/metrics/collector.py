@@ -21,7 +21,7 @@ from ticketpost.metrics.snapshot import Snapshot, take_snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: Every metric family name ``/metrics`` exposes (without ``_total``/``_bucket`` suffixes).
+#: The families read from the sources of truth at every scrape (the others: ``EVENT_METRICS``).
 STATE_METRICS = (
     "ticketpost_up",
     "ticketpost_inbound_messages",
