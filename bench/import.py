@@ -1,3 +1,4 @@
+# ruff: noqa: N999 - the file name bench/import.py is asked for
 """Benchmark of the bulk import (SPEC §8) on PostgreSQL: clients with domains, then contacts.
 
     .venv/bin/python bench/import.py            # 10,000 clients (30,000 domains) + 50,000 contacts,

@@ -105,7 +105,7 @@ async def _uploaded_file(request: Request):
                 "loc": ["body", "file"], "type": "missing",
                 "msg": "send the CSV as a multipart field named 'file', or as the request body"}])
         return upload.file
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the caller
     async for chunk in request.stream():
         spool.write(chunk)
     spool.seek(0)

@@ -19,7 +19,13 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 
-from admin_api.services.import_templates import CLIENTS, CONTACTS, escape_cell, format_bool, get_template
+from admin_api.services.import_templates import (
+    CLIENTS,
+    CONTACTS,
+    escape_cell,
+    format_bool,
+    get_template,
+)
 from models import Client, ClientDomain, Contact, Sla, ThresholdProfile
 
 clients = Client.__table__

@@ -81,7 +81,7 @@ def seekable(source: BinaryIO) -> BinaryIO:
             return source
     except (AttributeError, ValueError):
         pass
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned
     while chunk := source.read(CHUNK):
         spool.write(chunk)
     spool.seek(0)
@@ -254,8 +254,9 @@ class Spreadsheet:
             if line <= self.header_line:
                 continue
             if isinstance(row, csv.Error):
-                yield RowError(line, None, f"not valid CSV from this line on: {row} "
-                                           "(a quote that is opened but never closed?)")
+                yield RowError(line, None, f"not valid CSV: {row} (a quote inside a cell must be "
+                                           "doubled, and a cell with quotes quoted as a whole; "
+                                           "or a quote is never closed)")
                 continue
             cells = [clean_cell(cell) for cell in row]
             if not any(cells):

@@ -146,10 +146,9 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict]) -> None:
     columns = [*rows[0].keys(), *defaults.keys()]
     extra = list(defaults.values())
     statement = f'COPY "{table.name}" ({", ".join(f"{c}" for c in columns)}) FROM STDIN'
-    with connection.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row([*row.values(), *extra])
+    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([*row.values(), *extra])
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:

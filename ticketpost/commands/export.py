@@ -22,8 +22,7 @@ def run(args) -> int:
     chunks = export_csv(engine=get_engine(), kind=args.kind)
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            for chunk in chunks:
-                out.write(chunk)
+            out.writelines(chunks)
     else:
         for chunk in chunks:
             sys.stdout.write(chunk)

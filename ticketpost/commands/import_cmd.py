@@ -74,8 +74,8 @@ def describe(report, name: str) -> str:
     """The report in words: counts, whether anything was applied, then one line per error."""
     counts = f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged"
     if report.errors:
-        lines = [f"{name}: {len(report.errors)} error(s); nothing was applied "
-                 f"(the valid rows would give {counts})"]
+        lines = [(f"{name}: {len(report.errors)} error(s); nothing was applied "
+                  f"(the valid rows would give {counts})")]
         for error in report.errors:
             where = f"line {error.row}" + (f", column {error.column}" if error.column else "")
             lines.append(f"  {where}: {error.message}")
