@@ -11,6 +11,7 @@ from models import Client, Contact, InboundMessage, Ticket
 
 if TYPE_CHECKING:
     from routing.mailparse import ParsedMail
+    from routing.sender_record import SenderRecord
     from ticketpost.settings import Settings
 
 
@@ -30,6 +31,7 @@ class RoutingContext:
     sender_email: str | None = None
     sender_domain: str | None = None
     sender_name: str = ""
+    record: "SenderRecord | None" = None  # what the database knows about the sender
     client: Client | None = None
     client_via: str = ""  # "contact" or "domain <registered domain>"
     contact: Contact | None = None

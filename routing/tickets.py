@@ -15,6 +15,9 @@ from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
 from routing.sla import InvalidBusinessHours, due_at
 
 
+LOOKUP = object()  # open_ticket(contract_id=LOOKUP): find the client's active contract
+
+
 def active_contract(session: Session, *, client_id: int, on: date) -> Contract | None:
     """The client's contract whose [start_date, end_date] covers ``on``; latest start wins.
 
@@ -74,12 +77,14 @@ def open_ticket(
     channel: str,
     at: datetime | None = None,
     first_message: dict | None = None,
+    contract_id: int | None | object = LOOKUP,
 ) -> Ticket:
     """Create an open ticket (its id and number set) and optionally its first message.
 
     ``client`` None makes a triage ticket (no contract, no SLA). ``first_message`` holds
     TicketMessage fields (inbound_id, message_id, sender_email, body_text, attachments).
-    The ticket number is its id.
+    The ticket number is its id. ``contract_id`` skips the active-contract lookup when the
+    caller already knows the answer (None = no active contract).
     """
     at = at or utcnow()
     if at.tzinfo is None:
@@ -94,8 +99,10 @@ def open_ticket(
         updated_at=at,
     )
     if client is not None:
-        contract = active_contract(session, client_id=client.id, on=at.date())
-        ticket.contract_id = contract.id if contract is not None else None
+        if contract_id is LOOKUP:
+            contract = active_contract(session, client_id=client.id, on=at.date())
+            contract_id = contract.id if contract is not None else None
+        ticket.contract_id = contract_id
         sla = session.get(Sla, client.sla_id) if client.sla_id is not None else None
         apply_sla(ticket, sla, at=at)
     session.add(ticket)

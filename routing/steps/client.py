@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
-
-from models import Client, Contact
 from routing.context import RoutingContext
 from routing.domains import match_domain
-
-
-_CONTACT_AND_CLIENT = (
-    select(Contact, Client).join(Client, Client.id == Contact.client_id)
-    .where(Contact.email == bindparam("email")).limit(1)
-)
 
 
 def client(ctx: RoutingContext) -> None:
     """Find the sender's client (None = unknown sender) and, on the way, the existing contact."""
     session = ctx.session
-    row = session.execute(_CONTACT_AND_CLIENT, {"email": ctx.sender_email}).first()
-    if row is not None:
-        ctx.contact, ctx.client = row
+    record = ctx.record  # looked up with the sender, in the same statement
+    if record is not None and record.contact is not None:
+        ctx.contact, ctx.client = record.contact, record.client
         ctx.client_via = "contact"
         ctx.explain("client", f"{ctx.sender_email} is a contact of client {ctx.client.name!r} (id {ctx.client.id})")
         return

@@ -101,18 +101,17 @@ RECENT_NEW_TICKETS = (
 )
 
 
-def recent_new_tickets_params(ctx: RoutingContext) -> dict:
-    """Bind parameters of :data:`RECENT_NEW_TICKETS`: the sender's tickets opened in the hour before this message.
+def recent_window(sender_email: str, received_at, inbound_id: int) -> dict:
+    """Bind parameters of :data:`RECENT_NEW_TICKETS`: the sender's tickets opened in the hour before a message.
 
     Counts the sender's inbound messages that opened a ticket (``ticket_created`` or
-    ``triaged``); the sender step runs it together with the duplicate check, in one statement.
+    ``triaged``), other than this one.
     """
-    received = ctx.inbound.received_at
     return {
-        "rl_sender": ctx.sender_email,
-        "rl_since": received - timedelta(hours=1),
-        "rl_until": received,
-        "rl_inbound_id": ctx.inbound.id,
+        "rl_sender": sender_email,
+        "rl_since": received_at - timedelta(hours=1),
+        "rl_until": received_at,
+        "rl_inbound_id": inbound_id,
     }
 
 
@@ -126,7 +125,8 @@ def rate_limit(ctx: RoutingContext, count: int | None = None) -> None:
     if not limit or limit <= 0 or not ctx.sender_email:
         return
     if count is None:
-        count = ctx.session.scalar(select(RECENT_NEW_TICKETS), recent_new_tickets_params(ctx)) or 0
+        params = recent_window(ctx.sender_email, ctx.inbound.received_at, ctx.inbound.id)
+        count = ctx.session.scalar(select(RECENT_NEW_TICKETS), params) or 0
     if count >= limit:
         from ticketpost import metrics
 

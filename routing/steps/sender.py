@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import bindparam, literal, select
-
-from models import Ticket, TicketMessage
 from models.domain_names import InvalidDomain, normalize_domain
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import Ignored, Rejected
-from routing.steps.loop_guard import RECENT_NEW_TICKETS, rate_limit, recent_new_tickets_params
+from routing.sender_record import lookup_sender
+from routing.steps.loop_guard import rate_limit
 
 # RFC 5322 dot-atom local part, plus the quoted-string form; generous, since mail servers
 # already accepted the message: this only refuses what cannot be an address at all.
 _LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*|"[^"\r\n]*")$""")
-
-
-_DUPLICATE = (
-    select(Ticket.number)
-    .join(TicketMessage, TicketMessage.ticket_id == Ticket.id)
-    .where(TicketMessage.message_id == bindparam("dup_message_id"),
-           TicketMessage.sender_email == bindparam("dup_sender"))
-    .limit(1)
-    .scalar_subquery()
-)
-_HISTORY = select(RECENT_NEW_TICKETS, _DUPLICATE)
-_DUPLICATE_ONLY = select(literal(0), _DUPLICATE)
 
 
 class InvalidAddress(ValueError):
@@ -103,13 +89,12 @@ def sender(ctx: RoutingContext) -> None:
     else:
         ctx.explain("sender", f"sender {address}")
 
-    # one round trip for both history questions: the storm guard's count and the duplicate check
-    limit_on = bool(ctx.settings.rate_limit_per_hour and ctx.settings.rate_limit_per_hour > 0)
-    params = {"dup_message_id": ctx.message_id, "dup_sender": address}
-    if limit_on:
-        params.update(recent_new_tickets_params(ctx))
-    recent, duplicate = ctx.session.execute(_HISTORY if limit_on else _DUPLICATE_ONLY, params).one()
-    rate_limit(ctx, recent or 0)
+    # one round trip for what the database knows about the sender (used by the next steps too)
+    record = lookup_sender(ctx.session, email=address, message_id=ctx.message_id,
+                           inbound_id=ctx.inbound.id, received_at=ctx.inbound.received_at)
+    ctx.record = record
+    rate_limit(ctx, record.recent_new_tickets)
+    duplicate = record.duplicate_ticket_number
     if duplicate is not None:
         raise Ignored(
             "ignored_duplicate",

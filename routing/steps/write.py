@@ -5,7 +5,7 @@ from __future__ import annotations
 from models import utcnow
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
-from routing.tickets import open_ticket
+from routing.tickets import LOOKUP, open_ticket
 from models import TicketMessage
 
 
@@ -18,6 +18,14 @@ def _message_fields(ctx: RoutingContext) -> dict:
         "body_text": body.text,
         "attachments": [a.as_dict() for a in body.attachments],
     }
+
+
+def _known_contract(ctx: RoutingContext):
+    """The active contract found with the sender's contact, or LOOKUP when the client came otherwise."""
+    record = ctx.record
+    if record is not None and record.client is not None and ctx.client is record.client:
+        return record.active_contract_id
+    return LOOKUP
 
 
 def write(ctx: RoutingContext) -> None:
@@ -41,6 +49,7 @@ def write(ctx: RoutingContext) -> None:
         channel="email",
         at=at,
         first_message=_message_fields(ctx),
+        contract_id=_known_contract(ctx),
     )
     ctx.ticket = ticket
     if ctx.client is None:
