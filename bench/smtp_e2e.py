@@ -355,8 +355,9 @@ def run(args) -> dict:
     from bench.corpus import generate
 
     n_bare, n_e2e, n_paced = args.bare, args.messages, args.paced
-    print(f"generating {n_e2e + n_paced} corpus messages ...", file=sys.stderr)
-    corpus = list(enumerate(generate(n_e2e + n_paced, seed=args.seed)))
+    n_alone = args.listener
+    print(f"generating {n_e2e + n_paced + n_alone} corpus messages ...", file=sys.stderr)
+    corpus = list(enumerate(generate(n_e2e + n_paced + n_alone, seed=args.seed)))
     e2e_msgs, paced_msgs = corpus[:n_e2e], corpus[n_e2e:]
     mb = sum(len(raw) for _, raw in e2e_msgs) / 1e6
     print(f"  {len(corpus)} messages, {mb / max(1, n_e2e) * 1000:.1f} KB on average",
@@ -377,12 +378,33 @@ def run(args) -> dict:
           file=sys.stderr)
 
     stack = Stack(args)
+    lost = 0
     try:
         stack.start("smtp")
+        wait_port(stack.smtp_port)
+
+        # 2a. the durable listener alone (no worker competes for the CPU yet)
+        alone = corpus[n_e2e + n_paced:]  # the corpus's tail: nothing later refers to it
+        if alone:
+            res = send_corpus(stack.smtp_port, alone, sessions=args.sessions, rate=None,
+                              rcpt=args.rcpt)
+            rate_alone = len(res.accepted) / (res.last_ack - res.first_start)
+            print(f"ticketpost smtp alone (no routing running): {rate_alone:.0f} accepted/s "
+                  f"= {100 * rate_alone / bare_rate:.0f} % of bare", file=sys.stderr)
+            alone_ids = [s.inbound_id for s in res.accepted if s.inbound_id is not None]
+
         stack.start_worker("--processes", str(args.worker_processes),
                            "--threads", str(args.worker_threads))
-        wait_port(stack.smtp_port)
-        time.sleep(2)  # let the workers connect
+        if alone:
+            # 2b. routing alone: the workers drain what the listener stored
+            t0 = time.time()
+            done = stack.wait_routed(alone_ids)
+            lost += len(alone_ids) - len(done)
+            if done:
+                print(f"routing alone (draining {len(alone_ids)} stored messages): "
+                      f"{len(done) / (max(done.values()) - t0):.0f} routed/s", file=sys.stderr)
+        else:
+            time.sleep(2)  # let the workers connect
 
         # 2. end to end at full speed
         res = send_corpus(stack.smtp_port, e2e_msgs, sessions=args.sessions, rate=None,
@@ -398,7 +420,7 @@ def run(args) -> dict:
         routed_rate = len(routed) / (max(routed.values()) - first_wall) if routed else 0.0
         print(f"routed end to end: {routed_rate:.0f}/s ({len(routed)} of {len(ids)})",
               file=sys.stderr)
-        lost = len(accepted) - len(routed)
+        lost += len(accepted) - len(routed)
 
         # 3. paced: latency at the offered rate
         res3 = send_corpus(stack.smtp_port, paced_msgs, sessions=args.sessions, rate=args.rate,
@@ -439,11 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=2000, help="end-to-end phase")
     parser.add_argument("--paced", type=int, default=2000, help="messages of the paced phase")
     parser.add_argument("--bare", type=int, default=2000, help="messages for the bare ceiling")
+    parser.add_argument("--listener", type=int, default=1000,
+                        help="messages for the listener-alone and routing-alone phases (0: skip)")
     parser.add_argument("--rate", type=float, default=300.0, help="offered rate of the paced phase")
     parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions")
-    parser.add_argument("--worker-processes", type=int, default=2)
+    parser.add_argument("--worker-processes", type=int, default=1)
     parser.add_argument("--worker-threads", type=int, default=4)
-    parser.add_argument("--worker-nice", type=int, default=10,
+    parser.add_argument("--worker-nice", type=int, default=0,
                         help="CPU niceness of the worker processes (0 = same as the listener)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rcpt", default="support@msp.example")
@@ -455,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         bare_server(args.bare_server)
         return 0
     if args.quick:
-        args.messages, args.paced, args.bare = 300, 300, 300
+        args.messages, args.paced, args.bare, args.listener = 300, 300, 300, 0
     sys.path.insert(0, str(REPO))
     result = run(args)
     print(json.dumps(result))
