@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -20,13 +21,17 @@ MAX_OFFSET = 2**31 - 1
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session for this request; routes commit what they change, anything else is rolled back."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for this request; routes commit what they change, anything else is rolled back.
+
+    Creating a session does no I/O, so it happens on the event loop; closing it returns the
+    connection to the pool (a rollback on the wire), so that runs in the thread pool.
+    """
     session = request.app.state.sessionmaker()
     try:
         yield session
     finally:
-        session.close()
+        await run_in_threadpool(session.close)
 
 
 async def get_settings_dep(request: Request) -> Settings:
