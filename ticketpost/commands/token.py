@@ -22,11 +22,22 @@ def register(sub) -> None:
     revoke.set_defaults(func=run_revoke)
 
 
+def _schema_problem() -> str | None:
+    from models.db import get_engine
+    from ticketpost.commands.api import schema_problem
+
+    return schema_problem(get_engine())
+
+
 def run_create(args) -> int:
     from admin_api.services.errors import ServiceError
     from admin_api.services.tokens import create_token
     from models.db import get_engine, session_scope
 
+    problem = _schema_problem()
+    if problem:
+        print(f"ticketpost token: {problem}", file=sys.stderr)
+        return 2
     try:
         with session_scope(get_engine()) as session:
             issued = create_token(session, name=args.name, role=args.role)
@@ -47,6 +58,10 @@ def run_list(args) -> int:
     from admin_api.services.tokens import list_tokens
     from models.db import get_engine, session_scope
 
+    problem = _schema_problem()
+    if problem:
+        print(f"ticketpost token: {problem}", file=sys.stderr)
+        return 2
     with session_scope(get_engine()) as session:
         page = list_tokens(session, limit=500, offset=0)
         for t in page.items:
