@@ -72,7 +72,9 @@ def test_an_export_imports_back_unchanged(db):
 
 # --- property: export → import is the identity ---------------------------------------------------
 
-printable = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\x00")
+# Latin scripts, where Python's lower() and the databases' agree (İ folds differently: left out).
+printable = st.characters(min_codepoint=0x20, max_codepoint=0x24F, blacklist_categories=("Cs", "Cc"),
+                          blacklist_characters="\u0130")
 tricky = st.sampled_from(["=", "+", "-", "@", "'", "\t", "\n", "\r", ";", ",", '"', " ", "é", "ß"])
 cell_text = st.text(st.one_of(printable, tricky), max_size=12).map(str.strip)
 optional_text = st.one_of(st.none(), cell_text.filter(bool))
@@ -120,10 +122,10 @@ def _seed(engine, generated: list[dict]) -> None:
                     is_primary=k == spec["primary"]))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(generated=st.lists(client_strategy, max_size=5, unique_by=lambda c: c["name"].lower()))
-def test_export_then_import_changes_nothing_and_rebuilds_the_same_data(sqlite_engine, generated):
-    engine = sqlite_engine
+def test_export_then_import_changes_nothing_and_rebuilds_the_same_data(db, generated):
+    engine = db
     _wipe(engine, references=True)
     _seed(engine, generated)
     before = snapshot(engine)
