@@ -128,7 +128,8 @@ CORPUS_CLIENTS: tuple[CorpusClient, ...] = (
     _client("Brightside Dental", ["brightside-dental.example"], "en", -5, [
         ("Emily", "Stone", "emily"), ("Marcus", "Reed", "marcus"), ("Priya", "Nair", "priya"),
     ]),
-    _client("Kanzlei Schröder & Partner", ["schroeder-partner.example", "kanzlei-sp.example"], "de", 1, [
+    _client("Kanzlei Schröder & Partner",
+            ["schroeder-partner.example", "kanzlei-sp.example"], "de", 1, [
         ("Heike", "Schröder", "heike.schroeder"), ("Uwe", "Bäcker", "uwe.baecker"),
         ("Lena", "Fuß", "lena.fuss"),
     ]),
@@ -234,11 +235,13 @@ _SUBJECTS = {
            "Telefonanlage Rezeption", "Server macht Geräusche"],
     "sv": ["Skrivaren fungerar inte", "Återställ lösenord", "Servern är långsam",
            "Säkerhetskopiering misslyckades", "Wi-Fi på tredje våningen"],
-    "fr": ["Imprimante de l’accueil en panne", "Serveur très lent", "Réinitialisation du mot de passe",
+    "fr": ["Imprimante de l’accueil en panne", "Serveur très lent",
+           "Réinitialisation du mot de passe",
            "Échec de la sauvegarde", "Accès réseau pour le réceptionniste", "Téléphone du hall"],
     "es": ["Impresora de recepción", "Restablecer contraseña", "Servidor muy lento",
            "Falló la copia de seguridad", "Cuenta nueva para enfermería"],
-    "ru": ["Не работает принтер", "Сброс пароля", "Медленный сервер", "Ошибка резервного копирования",
+    "ru": ["Не работает принтер", "Сброс пароля", "Медленный сервер",
+           "Ошибка резервного копирования",
            "Обрывается видеозвонок"],
     "zh": ["打印机无法使用", "重置邮箱密码", "服务器很慢", "备份失败", "会议室无线网络故障"],
 }
@@ -356,7 +359,9 @@ def _binary_lines() -> tuple[bytes, ...]:
     it stands for: attachments are slices of this tuple behind an encoded file signature.
     """
     blob = random.Random("attachments").randbytes(57 * 3600)  # ~200 KB raw
-    return tuple(binascii.b2a_base64(blob[i:i + 57], newline=False) for i in range(0, len(blob), 57))
+    return tuple(
+        binascii.b2a_base64(blob[i:i + 57], newline=False) for i in range(0, len(blob), 57)
+    )
 
 
 # --- one message --------------------------------------------------------------------------------
@@ -678,7 +683,8 @@ class _Corpus:
             sender = self._sender(client_index)
             subject = rng.choice(_SUBJECTS[CORPUS_CLIENTS[client_index].language])
             if rng.random() < 0.3:
-                subject += f" ({rng.choice(['urgent', 'Ref', 'Case', 'PO'])} {rng.randint(100, 99999)})"
+                label = rng.choice(["urgent", "Ref", "Case", "PO"])
+                subject += f" ({label} {rng.randint(100, 99999)})"
             plan = _Plan(seq, kind, CORPUS_CLIENTS[client_index], sender, subject,
                          self._message_id(seq, sender[1]), date, ticket=self.next_ticket)
             record = _Record(seq, kind, client_index, sender, plan.message_id, subject, [],
@@ -707,7 +713,8 @@ class _Corpus:
             client_index = rng.choice(others)
             client = CORPUS_CLIENTS[client_index]
             sender = self._sender(client_index)
-            subject = f"{rng.choice(_REPLY_PREFIXES[client.language])} [#{opener.ticket}] {opener.subject}"
+            prefix = rng.choice(_REPLY_PREFIXES[client.language])
+            subject = f"{prefix} [#{opener.ticket}] {opener.subject}"
             plan = _Plan(seq, kind, client, sender, subject, self._message_id(seq, sender[1]),
                          date, target=opener.seq, ticket=self.next_ticket)
             record = _Record(seq, kind, client_index, sender, plan.message_id, opener.subject,
@@ -790,7 +797,9 @@ def seed_database(engine) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.corpus", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.corpus", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--n", type=int, default=1000, help="number of messages (default 1000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True, help="directory for NNNNNN.eml files")

@@ -105,7 +105,8 @@ def _time_steps(pipeline) -> dict[str, float]:
             try:
                 return step(ctx)
             finally:
-                totals[step.__name__] = totals.get(step.__name__, 0.0) + time.perf_counter() - started
+                spent = time.perf_counter() - started
+                totals[step.__name__] = totals.get(step.__name__, 0.0) + spent
 
         run.__name__ = step.__name__
         return run
@@ -345,7 +346,9 @@ class PeerSide:
         database = {
             "tickets": Ticket.objects.count(),
             "followups": FollowUp.objects.count(),
-            "messages_with_result": sum(1 for r in self.records.values() if r["ticket"] is not None),
+            "messages_with_result": sum(
+                1 for r in self.records.values() if r["ticket"] is not None
+            ),
             "tickets_opened_by_calls": len(self.seen_tickets),
         }
         connections.close_all()
@@ -447,8 +450,10 @@ class _Databases:
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
         urls = {side: f"{base}/{name}" for side, name in self.names.items()}
         # Django wants a plain postgresql:// URL (bench/peer/settings.py parses it).
-        return {side: url if side == "ours" else url.replace("postgresql+psycopg://", "postgresql://")
-                for side, url in urls.items()}
+        return {
+            side: url if side == "ours" else url.replace("postgresql+psycopg://", "postgresql://")
+            for side, url in urls.items()
+        }
 
     def __exit__(self, *exc) -> None:
         if self.engine == "sqlite":
@@ -488,7 +493,9 @@ class _Child:
         self.proc.wait()
         self.stderr.seek(0)
         sys.stderr.write(self.stderr.read()[-4000:])
-        raise SystemExit(f"the {self.title} process ended unexpectedly (exit {self.proc.returncode})")
+        raise SystemExit(
+            f"the {self.title} process ended unexpectedly (exit {self.proc.returncode})"
+        )
 
     def ready(self) -> None:
         self._expect("@ready")
@@ -544,8 +551,11 @@ def score(records: dict[int, dict]) -> dict[str, tuple[int, int]]:
         "new messages opened a ticket": (sum(r["opened"] for r in news), len(news)),
         "duplicates not ticketed twice": (sum(r["ticket"] is None for r in dups), len(dups)),
         "replies threaded onto their ticket": (
-            sum(not r["opened"] and r["ticket"] is not None and r["ticket"] == ticket_of(r["target"])
-                for r in replies),
+            sum(
+                not r["opened"] and r["ticket"] is not None
+                and r["ticket"] == ticket_of(r["target"])
+                for r in replies
+            ),
             len(replies),
         ),
         "auto-replies ignored": (sum(r["ticket"] is None for r in autos), len(autos)),
@@ -586,9 +596,11 @@ def report(sides: list[tuple[str, dict]], *, n: int, engine: str, seed: int) -> 
         row(f"{n} messages, seed {seed}, {engine}", [title for title, _ in sides]),
         "|---" * (len(sides) + 1) + "|",
         row("messages/s", [f"{r['per_s']:.1f}" for _, r in sides]),
-        row("throughput relative to django-helpdesk", [f"{r['per_s'] / reference:.2f}×" for _, r in sides]),
+        row("throughput relative to django-helpdesk",
+            [f"{r['per_s'] / reference:.2f}×" for _, r in sides]),
         row("wall time of the message loop", [f"{r['elapsed_s']:.1f} s" for _, r in sides]),
-        row("CPU time of the process per message", [f"{r['cpu_ms_per_message']:.1f} ms" for _, r in sides]),
+        row("CPU time of the process per message",
+            [f"{r['cpu_ms_per_message']:.1f} ms" for _, r in sides]),
         row("SQL statements per message", [f"{r['sql_per_message']:.1f}" for _, r in sides]),
         row("peak RSS of the process", [f"{r['peak_rss_mb']:.0f} MB" for _, r in sides]),
         row("exceptions", [str(len(r["errors"])) for _, r in sides]),

@@ -1,4 +1,4 @@
-"""The head-to-head harness scores each side from its per-message results, and speaks the peer's tags."""
+"""The head-to-head harness scores each side from its results and speaks the peer's tag format."""
 
 from __future__ import annotations
 
