@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 
 import idna
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.imports.conftest import client_by_name, contact_by_email, errors_of, run_import, snapshot
 
@@ -111,3 +113,14 @@ def test_windows_1252_bytes_that_are_not_utf8_are_not_mistaken_for_it(db):
     report = run_import(db, "clients", "name;notes\nAcme;Budget 5000 \u20ac\n".encode("cp1252"))
     assert report.errors == []
     assert client_by_name(db, "Acme").notes == "Budget 5000 \u20ac"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["clients", "contacts"]),
+       body=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(lambda t: t.encode())),
+       header=st.booleans())
+def test_any_bytes_give_a_report_never_a_crash(sqlite_engine, kind, body, header):
+    prefix = b"name,domains,notes\n" if kind == "clients" else b"client,first_name,last_name,email\n"
+    report = run_import(sqlite_engine, kind, (prefix if header else b"") + body, dry_run=True)
+    assert report.applied is False
+    assert all(e.row >= 1 and e.message for e in report.errors)

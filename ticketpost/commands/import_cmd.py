@@ -1,7 +1,7 @@
 """``ticketpost import clients|contacts FILE [--dry-run]``: bulk import a spreadsheet (SPEC §8).
 
 Exit status 0 when the file was imported (or, with ``--dry-run``, would import cleanly), 1 when
-any row is bad (then nothing was applied), 2 when the file cannot be opened.
+any row is bad (then nothing was applied), 2 when the file or the database cannot be used.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def _progress_bar(kind: str):
 
 
 def run(args) -> int:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from admin_api.services.imports import import_file
     from models.db import get_engine, session_factory
 
@@ -60,6 +62,11 @@ def run(args) -> int:
                                  progress=progress)
             if report.applied:
                 session.commit()
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        print(f"the database cannot be used: {reason} (is it reachable, and did "
+              "`ticketpost migrate` run?); nothing was applied", file=sys.stderr)
+        return 2
     finally:
         if bar is not None:
             bar.close()
