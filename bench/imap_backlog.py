@@ -18,7 +18,8 @@ Two shapes:
    ``--n`` messages of ``bench.corpus`` (2–200 KB, realistic MIME) are APPENDed. Measured: from
    ``ImapService.start()`` until every message is stored *and* flagged ``\\Seen`` (the
    checkpoint's ``acked_uid`` reaches the last UID). Routing runs at the same time and is reported
-   separately (time until every message is routed).
+   separately (time until every message is routed). ``--route-after`` starts routing only once the
+   backlog is in: intake alone, as when workers run on other cores or hosts.
 2. **IDLE latency**: with the poller idle in IDLE, one ``new``-kind corpus message at a time is
    APPENDed; measured from just before the APPEND until its ticket exists in the database.
 
@@ -95,7 +96,7 @@ def _redis_namespace_cleanup(url: str, namespace: str) -> None:
     client.close()
 
 
-def run(n: int, samples: int, pg: bool) -> dict:
+def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
     import subprocess
 
     from sqlalchemy import func, select
@@ -156,14 +157,20 @@ def run(n: int, samples: int, pg: bool) -> dict:
 
     setup_broker(settings)
     worker = process = None
-    if pg:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ticketpost.cli", "worker"], cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-    else:
-        worker = start_worker(settings.worker_threads, settings)
+
+    def start_routing():
+        nonlocal worker, process
+        if pg:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ticketpost.cli", "worker"], cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        else:
+            worker = start_worker(settings.worker_threads, settings)
+
+    if not route_after:
+        start_routing()
 
     # the poller sees the empty folder once, then is down while the backlog arrives
     service = ImapService(engine=engine, settings=settings, hand_over=enqueue).start()
@@ -180,6 +187,8 @@ def run(n: int, samples: int, pg: bool) -> dict:
         service.start()
         _wait(lambda: checkpoint()[1] >= n, timeout=600)
         ingest_s = time.perf_counter() - started
+        if route_after:
+            start_routing()
         _wait(lambda: unrouted() == 0, timeout=1800, every=0.1)
         routed_s = time.perf_counter() - started
         with session_scope(engine) as session:
@@ -219,7 +228,8 @@ def run(n: int, samples: int, pg: bool) -> dict:
 
     latencies.sort()
     return {
-        "shape": "postgresql+redis, worker process" if pg else "sqlite, in-process worker",
+        "shape": ("postgresql+redis, worker process" if pg else "sqlite, in-process worker")
+        + (", routing after intake" if route_after else ", routing during intake"),
         "messages": n,
         "megabytes": round(total_bytes / 1e6, 1),
         "append_s": round(append_s, 2),
@@ -243,13 +253,15 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=None, help="IDLE samples (default 50)")
     parser.add_argument("--pg", action="store_true",
                         help="PostgreSQL + Redis + a worker process instead of SQLite in-process")
+    parser.add_argument("--route-after", action="store_true",
+                        help="start routing only once the backlog is in (intake alone)")
     args = parser.parse_args()
     n = args.n or (1000 if args.quick else 5000)
     samples = args.samples or (20 if args.quick else 50)
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    result = run(n, samples, args.pg)
+    result = run(n, samples, args.pg, args.route_after)
     for key, value in result.items():
         print(f"{key:>16}: {value}")
     print(json.dumps(result))

@@ -41,7 +41,7 @@ from email.utils import getaddresses
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 
-from ingest.store import add_inbound
+from ingest.store import content_sha256, inbound_values, insert_inbound_batch
 from models import InboundMessage, Mailbox
 from models.base import utcnow
 from models.db import session_scope
@@ -184,6 +184,7 @@ class Item:
     raw: bytes | None = None
     headers: bytes | None = None
     message_id: str | None = None
+    sha256: str | None = None
     inbound_id: int | None = None
     duplicate: bool = False
     too_large: bool = False
@@ -362,26 +363,29 @@ def commit(ctx: SyncPass, batch: Batch) -> None:
         row = _locked_row(session, ctx.config.id)
         _expect(row, ctx.checkpoint)
         _mark_duplicates(ctx, session, [i for i in batch.items if i.uid <= ctx.resync_until])
-        rows = []
-        for item in batch.items:
-            if item.duplicate:
-                continue
-            if item.too_large:
-                rows.append((item, _add_stub(ctx, session, item)))
-            else:
-                inbound = add_inbound(
-                    session,
+        stored = [i for i in batch.items if not i.duplicate and not i.too_large]
+        ids = insert_inbound_batch(
+            session,
+            [
+                inbound_values(
                     raw=item.raw,
                     source=ctx.config.source,
                     message_id=item.message_id,
-                    flush=False,
+                    sha256=item.sha256,
                 )
-                rows.append((item, inbound))
+                for item in stored
+            ],
+        )
+        for item, inbound_id in zip(stored, ids):
+            item.inbound_id = inbound_id
+        stubs = [(i, _add_stub(ctx, session, i)) for i in batch.items
+                 if i.too_large and not i.duplicate]
         session.flush()
-        for item, inbound in rows:
-            item.inbound_id = inbound.id
+        for item, stub in stubs:
+            item.inbound_id = stub.id
         row.last_uid = batch.max_uid
         row.last_success_at = utcnow()
+        row.consecutive_failures = 0
     ctx.checkpoint.last_uid = batch.max_uid
     for item in batch.items:
         if item.duplicate:
@@ -562,7 +566,8 @@ def _expect(row: Mailbox, checkpoint: Checkpoint) -> None:
 
 
 def _mark_duplicates(ctx: SyncPass, session, items: list[Item]) -> None:
-    """Old mail already stored by this mailbox (same SHA-256, or same Message-ID) is a duplicate."""
+    """Old mail already stored by this mailbox (same SHA-256, or same Message-ID) is a duplicate;
+    so is a second copy of one message within the old mail."""
     if not items:
         return
     digests: dict[int, str] = {}
@@ -570,7 +575,8 @@ def _mark_duplicates(ctx: SyncPass, session, items: list[Item]) -> None:
     for item in items:
         ids[item.uid] = item.message_id
         if not item.too_large:
-            digests[item.uid] = hashlib.sha256(item.raw).hexdigest()
+            item.sha256 = item.sha256 or content_sha256(item.raw)
+            digests[item.uid] = item.sha256
     wanted_ids = {v for v in ids.values() if v}
     conditions = []
     if digests:
@@ -590,9 +596,15 @@ def _mark_duplicates(ctx: SyncPass, session, items: list[Item]) -> None:
         known_digests.add(digest)
         if message_id:
             known_ids.add(message_id.strip("<>"))
-    for item in items:
-        if digests.get(item.uid) in known_digests or (ids.get(item.uid) in known_ids):
+    for item in sorted(items, key=lambda i: i.uid):  # a second copy in this batch counts too
+        digest, message_id = digests.get(item.uid), ids.get(item.uid)
+        if digest in known_digests or (message_id and message_id in known_ids):
             item.duplicate = True
+            continue
+        if digest:
+            known_digests.add(digest)
+        if message_id:
+            known_ids.add(message_id)
 
 
 def _add_stub(ctx: SyncPass, session, item: Item) -> InboundMessage:
