@@ -150,7 +150,8 @@ class ContactImporter:
     def _resolve_clients(self, names: Iterable[str]) -> None:
         missing = {self.fold(name) for name in names} - self.client_ids.keys()
         for chunk in chunks(missing, QUERY_CHUNK):
-            query = select(clients.c.id, clients.c.name).where(matches_any(self.connection, func.lower(clients.c.name), chunk))
+            query = select(clients.c.id, clients.c.name).where(
+                matches_any(self.connection, func.lower(clients.c.name), chunk))
             for row in self.connection.execute(query):
                 self.client_ids[self.fold(row.name)] = (row.id, row.name)
         for key in missing:

@@ -71,7 +71,9 @@ def clean_cell(cell: str) -> str:
 
 def header_name(cell: str) -> str:
     """A header cell in canonical form: ``" Zip Code "`` → ``zip_code``."""
-    return cell.strip().strip("\ufeff").strip().lower().replace(" ", "_").replace("-", "_")
+    # A UTF-8 byte order mark read as Windows-1252 (a file mixing both) is "ï»¿".
+    text = cell.strip().removeprefix("\ufeff").removeprefix("ï»¿").strip()
+    return text.lower().replace(" ", "_").replace("-", "_")
 
 
 def seekable(source: BinaryIO) -> BinaryIO:
