@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import Text, bindparam, func, select
+
 from models.domain_names import InvalidDomain, normalize_domain
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
@@ -14,6 +16,12 @@ from routing.steps.loop_guard import rate_limit
 # RFC 5322 dot-atom local part, plus the quoted-string form; generous, since mail servers
 # already accepted the message: this only refuses what cannot be an address at all.
 _LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*|"[^"\r\n]*")$""")
+
+
+#: pg_advisory_xact_lock on a 64-bit hash of "<Message-ID>\n<sender>" (released at commit).
+_DUPLICATE_LOCK = select(
+    func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key", type_=Text), 0))
+)
 
 
 class InvalidAddress(ValueError):
@@ -88,6 +96,13 @@ def sender(ctx: RoutingContext) -> None:
             ctx.explain("sender", f"From lists {len(candidates)} addresses ({listed}); using the first valid one, {address}")
     else:
         ctx.explain("sender", f"sender {address}")
+
+    # Two copies of one message routed at the same time must not both pass the duplicate check:
+    # on PostgreSQL they queue on a transaction lock keyed by (Message-ID, sender); the second
+    # then sees the first one's committed ticket message. (SQLite's BEGIN IMMEDIATE already
+    # serialises whole routings.)
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        ctx.session.execute(_DUPLICATE_LOCK, {"key": f"{ctx.message_id}\n{address}"})
 
     # one round trip for what the database knows about the sender (used by the next steps too)
     record = lookup_sender(ctx.session, email=address, message_id=ctx.message_id,

@@ -354,3 +354,25 @@ def test_stopping_finishes_the_store_in_flight_then_refuses_new_mail(start_stack
     assert count_inbound(stack.engine) == 1
     with pytest.raises(OSError):
         smtplib.SMTP("127.0.0.1", stack.port, timeout=2)
+
+
+def test_the_same_message_delivered_twice_at_once_still_makes_one_ticket(start_stack, pg_url):
+    """Two copies routed concurrently by different worker threads: one ticket, one duplicate."""
+    stack = start_stack(pg_url, worker=False, worker_threads=4)
+    pairs = 20
+    with smtp(stack) as client:
+        for n in range(pairs):
+            raw = message(100 + n, sender=f"user{n}@acme.example")
+            for _ in range(2):
+                assert client.sendmail(f"user{n}@acme.example", ["help@msp.example"], raw) == {}
+    from routing.broker import start_worker, stop_worker
+
+    worker = start_worker(4, stack.settings)  # the copies are queued side by side: routed at once
+    try:
+        wait_until(lambda: count_inbound(stack.engine, status="routed") == 2 * pairs,
+                   what="routing")
+    finally:
+        stop_worker(worker, 10)
+    outcomes = sorted(r.outcome for r in inbound_rows(stack.engine))
+    assert outcomes.count("ignored_duplicate") == pairs, outcomes
+    assert_each_routed_once(stack.engine, 2 * pairs)
