@@ -352,7 +352,7 @@ class _Part:
                     budget[0] -= 1
                     child_headers, child_body = _split_head(piece)
                     self.children.append(_Part(child_headers, child_body, budget, depth + 1))
-        self.ctype = ctype
+        self.ctype = clean_text(ctype, 255)  # it is stored (attachments JSON): no lone surrogates
 
     def get(self, name: str) -> str:
         value = self.headers.get(name)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import Date, bindparam, select
+from sqlalchemy import Date, bindparam, literal_column, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
 from routing.sla import InvalidBusinessHours, due_at
 
 
+_CURRENT_TICKET_ID = literal_column("currval(pg_get_serial_sequence('tickets', 'id'))")
 LOOKUP = object()  # open_ticket(contract_id=LOOKUP): find the client's active contract
 
 
@@ -105,9 +107,17 @@ def open_ticket(
         ticket.contract_id = contract_id
         sla = session.get(Sla, client.sla_id) if client.sla_id is not None else None
         apply_sla(ticket, sla, at=at)
+    on_postgresql = session.get_bind().dialect.name == "postgresql"
+    if on_postgresql:
+        # number = id in the INSERT itself: PostgreSQL evaluates the id default (nextval) before
+        # the number column (attribute order), so currval is this row's id. Saves an UPDATE.
+        ticket.number = _CURRENT_TICKET_ID
     session.add(ticket)
     session.flush()  # the INSERT gives the id, which is the number
-    ticket.number = ticket.id
+    if on_postgresql:
+        set_committed_value(ticket, "number", ticket.id)  # what the INSERT stored; no reload
+    else:
+        ticket.number = ticket.id  # SQLite: an UPDATE, in-process and cheap
     if first_message is not None:
         fields = {"created_at": at, **first_message}
         session.add(TicketMessage(ticket_id=ticket.id, **fields))

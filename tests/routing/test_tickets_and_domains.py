@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Client, ClientDomain, Contract, Sla, TicketMessage
+from models import Client, ClientDomain, Contract, Sla, Ticket, TicketMessage
 from routing.domains import match_domain
 from routing.tickets import active_contract, open_ticket
 
@@ -100,8 +101,13 @@ def test_a_24x7_sla_adds_plain_minutes(engine):
         assert ticket.resolution_due_at == datetime(2026, 11, 29, 7, 0, tzinfo=timezone.utc)
 
 
-def test_ticket_numbers_are_unique_and_increasing(engine):
+def test_ticket_numbers_are_unique_increasing_and_equal_to_the_id_as_stored(engine):
     with Session(engine) as session:
         numbers = [open_ticket(session, client=None, contact=None, subject=str(i), channel="email").number
                    for i in range(3)]
+        session.commit()
         assert numbers == sorted(set(numbers)) and len(numbers) == 3
+    with Session(engine) as fresh:
+        stored = fresh.execute(select(Ticket.id, Ticket.number).order_by(Ticket.id)).all()
+        assert [number for _, number in stored] == numbers
+        assert all(ticket_id == number for ticket_id, number in stored)
