@@ -304,9 +304,6 @@ class IntakeSMTP(SMTP):
     line_length_limit = 1024 * 1024
 
     def __init__(self, handler: IntakeHandler, *, sessions: _Sessions, data_timeout: float, **kw):
-        limit = kw.get("data_size_limit")
-        # The stream reader's limit bounds one DATA read (see smtp_DATA): the whole message.
-        self.line_length_limit = max(IntakeSMTP.line_length_limit, (limit or 0) + 65536)
         super().__init__(handler, **kw)
         self._sessions = sessions
         self._data_timeout = data_timeout
@@ -378,35 +375,38 @@ class IntakeSMTP(SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
     async def _read_message(self) -> bytes | None:
-        """The un-dot-stuffed message, or None when it exceeds the size limit (then discarded)."""
+        """The un-dot-stuffed message, or None when it exceeds the size limit (then discarded).
+
+        Reads up to each ".CRLF" (or 1 MiB, the stream limit, at a time); the message ends where
+        that dot starts a line, i.e. the two bytes before it are CRLF (the start of DATA counts as
+        a line start).
+        """
         reader, limit = self._reader, self.data_size_limit
         parts: list[bytes] = []
         size = 0
-        too_big = False
-        at_line_start = True
+        tail = b"\r\n"  # the last two bytes read so far
         while True:
             try:
                 piece = await reader.readuntil(b".\r\n")
             except asyncio.LimitOverrunError as exc:
-                discarded = await reader.readexactly(exc.consumed)
-                too_big, parts = True, []
-                at_line_start = discarded.endswith(b"\r\n")
-                continue
-            if (at_line_start and piece == b".\r\n") or piece.endswith(b"\r\n.\r\n"):
-                if not too_big:
-                    parts.append(piece[:-3])
-                break
-            at_line_start = True  # every piece ends with CRLF
+                piece = await reader.readexactly(exc.consumed)  # no terminator in it
+            else:
+                before_dot = (tail + piece[:-3])[-2:]
+                if before_dot == b"\r\n":
+                    piece = piece[:-3]
+                    size += len(piece)
+                    if size <= (limit or size):
+                        parts.append(piece)
+                    break
             size += len(piece)
             if limit and size > limit:
-                too_big, parts = True, []
-            if not too_big:
+                parts = []  # keep reading to the end, keep nothing
+            else:
                 parts.append(piece)
-        if too_big:
+            tail = (tail + piece)[-2:]
+        if limit and size > limit:
             return None
         data = b"".join(parts)
-        if limit and len(data) > limit:
-            return None
         data = data.replace(b"\r\n.", b"\r\n")
         return data[1:] if data.startswith(b".") else data
 
