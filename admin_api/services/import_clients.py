@@ -158,8 +158,10 @@ class ClientImporter:
 
     def _existing(self, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
+        compared = [clients.c[c] for c in (*TEXT_COLUMNS, "tickets_only_by_primary_contact",
+                                           "sla_id", "threshold_profile_id")]
         for chunk in chunks(keys, QUERY_CHUNK):
-            query = select(clients).where(
+            query = select(clients.c.id, *compared).where(
                 matches_any(self.connection, func.lower(clients.c.name), chunk))
             for row in self.connection.execute(query):
                 found[self.fold(row.name)] = row

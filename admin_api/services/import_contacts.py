@@ -159,8 +159,10 @@ class ContactImporter:
 
     def _existing(self, emails: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
+        compared = [contacts.c[c] for c in (*TEXT_COLUMNS, *BOOL_COLUMNS)]
+        query = select(contacts.c.id, contacts.c.email, contacts.c.client_id, *compared)
         for chunk in chunks(emails, QUERY_CHUNK):
-            for row in self.connection.execute(select(contacts).where(
+            for row in self.connection.execute(query.where(
                     matches_any(self.connection, contacts.c.email, chunk))):
                 found[row.email] = row
         return found
