@@ -3,10 +3,11 @@
 One import is one pass over the streamed file, in batches of ``BATCH_SIZE`` records, inside the
 caller's transaction. For each batch the importer checks every row, looks up the existing rows
 it needs in one query per kind of key, and compares; as long as no row anywhere has failed, the
-batch's changes are written at once with bulk statements (SQLAlchemy Core executemany). Once
-any row has failed, later batches are still checked, so the report lists every bad row, but
-nothing more is written, and at the end the transaction is rolled back: a file with any bad row
-changes nothing. A dry run checks and counts without writing.
+batch's changes are written at once with bulk statements (COPY on PostgreSQL, else multi-row
+INSERT; executemany UPDATE for changed rows; no ORM objects). Once any row has failed, later
+batches are still checked, so the report lists every bad row, but nothing more is written, and
+at the end the transaction is rolled back: a file with any bad row changes nothing. A dry run
+checks and counts without writing.
 
 The caller commits when ``report.applied`` is true (the HTTP route and the CLI do); the service
 itself only rolls back.
@@ -145,7 +146,7 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict]) -> None:
     defaults = _defaults(table, rows[0].keys())
     columns = [*rows[0].keys(), *defaults.keys()]
     extra = list(defaults.values())
-    statement = f'COPY "{table.name}" ({", ".join(f"{c}" for c in columns)}) FROM STDIN'
+    statement = f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN'
     with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([*row.values(), *extra])
