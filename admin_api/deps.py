@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from admin_api.services import tokens as token_service
 from admin_api.services.pages import DEFAULT_LIMIT, MAX_LIMIT
+from models import utcnow
 from ticketpost.settings import Settings
 
 MAX_ID = 2**31 - 1
@@ -68,15 +69,18 @@ def current_caller(
         raise _unauthorized("missing bearer token: send `Authorization: Bearer <token>`")
     secret = credentials.credentials
     token = token_service.authenticate(session, secret=secret)
+    ensured = False
     if token is None and token_service.same_secret(secret, settings.admin_token):
         # TICKETPOST_ADMIN_TOKEN means an admin token with that value exists (created at start;
         # created here if the schema appeared after the app started).
         token = token_service.ensure_token(session, secret=secret)
+        token.last_used_at = utcnow()
+        ensured = True
     if token is None:
         session.rollback()
         raise _unauthorized("invalid or revoked token")
-    if session.dirty or session.new:
-        session.commit()
+    if ensured or session.dirty:
+        session.commit()  # the token's last use (at most once a minute) or its registration
     return Caller(token_id=token.id, name=token.name, role=token.role)
 
 

@@ -114,16 +114,28 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def measure(http, paths: list[str]) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(http, paths: list[str], *, server_pid: int) -> dict:
     statuses: dict[int, int] = {}
     times: list[float] = []
+    cpu_before = cpu_seconds(server_pid)
     for path in paths:
         t0 = time.perf_counter()
         response = http.get(path)
         times.append((time.perf_counter() - t0) * 1000)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    cpu_ms = (cpu_seconds(server_pid) - cpu_before) * 1000 / len(paths)
     return {
         "requests": len(paths),
+        "server_cpu_ms_per_request": round(cpu_ms, 2),
         "p50_ms": round(statistics.median(times), 2),
         "p95_ms": round(percentile(times, 95), 2),
         "p99_ms": round(percentile(times, 99), 2),
@@ -216,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http:
             for path in lookup_paths[:50] + filter_paths[:50]:  # warm-up: pool, caches, JIT-less Python
                 http.get(path)
-            lookup = measure(http, lookup_paths)
-            by_domain = measure(http, filter_paths)
+            lookup = measure(http, lookup_paths, server_pid=proc.pid)
+            by_domain = measure(http, filter_paths, server_pid=proc.pid)
 
         list_10 = count_list_queries(url, 10)
         list_100 = count_list_queries(url, 100)
@@ -242,9 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         "domain_lookup_p99_ms": lookup["p99_ms"],
         "clients_by_domain_p99_ms": by_domain["p99_ms"],
         "domain_lookup_p50_ms": lookup["p50_ms"],
+        "domain_lookup_server_cpu_ms": lookup["server_cpu_ms_per_request"],
+        "clients_by_domain_server_cpu_ms": by_domain["server_cpu_ms_per_request"],
         "clients_by_domain_p50_ms": by_domain["p50_ms"],
         "list_queries": list_100,
         "list_queries_10": list_10,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "requests_per_endpoint": n,
         "clients": args.clients,
     }))

@@ -76,8 +76,7 @@ def authenticate(session: Session, *, secret: str) -> ApiToken | None:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
-        session.flush()
+        token.last_used_at = now  # left pending: the caller commits it (session.dirty)
     return token
 
 

@@ -105,6 +105,32 @@ def test_a_revoked_token_stops_working(admin, client):
     assert next(t for t in listed if t["id"] == issued["id"])["revoked_at"] is not None
 
 
+def test_a_token_remembers_when_it_was_last_used(admin, client):
+    issued = admin.ok("POST", "/api/v1/tokens", 201, json={"name": "ci", "role": "technician"})
+    assert issued["last_used_at"] is None
+    client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {issued['token']}"})
+    listed = admin.ok("GET", "/api/v1/tokens")["items"]
+    assert next(t for t in listed if t["id"] == issued["id"])["last_used_at"] is not None
+
+
+def test_the_configured_admin_token_is_registered_on_first_use_without_start_up(app, api_engine):
+    import asyncio
+
+    import httpx
+    from httpx import ASGITransport
+
+    async def call() -> int:  # ASGITransport runs no lifespan: nothing registered the token at start
+        async with httpx.AsyncClient(transport=ASGITransport(app=app), base_url="http://api") as http:
+            return (await http.get("/api/v1/clients", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})).status_code
+
+    assert asyncio.run(call()) == 200
+    with api_engine.connect() as conn:
+        stored = conn.execute(
+            select(ApiToken.last_used_at).where(ApiToken.token_hash == hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest())
+        ).scalar_one()
+    assert stored is not None
+
+
 def test_revoking_an_unknown_token_is_404(admin):
     assert admin.delete("/api/v1/tokens/999").status_code == 404
 
