@@ -98,12 +98,16 @@ class Sweeper:
 
     def _run(self) -> None:
         # The first round runs at once: a restarted process hands over what a crash left behind.
+        # After a full batch (a long outage left many behind) the next round comes as soon as the
+        # workers have taken it (the ready-queue check holds it back until then).
         while True:
+            wait = self.interval_s
             try:
-                self.sweep_once()
+                if len(self.sweep_once()) >= self.batch:
+                    wait = min(self.interval_s, 1.0)
             except Exception:  # noqa: BLE001 - database down: next round
                 log.warning("sweep failed; retrying next round", exc_info=True)
-            if self._stop.wait(self.interval_s):
+            if self._stop.wait(wait):
                 return
 
     def stop(self, timeout: float = 5.0) -> None:
