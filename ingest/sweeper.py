@@ -61,6 +61,9 @@ class Sweeper:
         self.grace_s = settings.sweeper_grace_s if grace_s is None else grace_s
         self.batch = batch
         self._recently_sent: dict[int, float] = {}
+        #: True while the last round left stale messages behind (full batch, or the broker down):
+        #: rounds then come every second instead of every interval.
+        self.more_waiting = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -73,6 +76,7 @@ class Sweeper:
                 return []
         except Exception:  # noqa: BLE001 - broker down: enqueue below will say so per id
             pass
+        self.more_waiting = False
         now = time.monotonic()
         self._recently_sent = {
             i: t for i, t in self._recently_sent.items() if now - t < self.grace_s
@@ -87,6 +91,7 @@ class Sweeper:
                 break  # broker still down: try again next round
             self._recently_sent[inbound_id] = now
             sent.append(inbound_id)
+        self.more_waiting = len(ids) >= self.batch or len(sent) < len(ids)
         if sent:
             log.info("sweeper handed over unrouted messages", extra={"count": len(sent)})
         return sent
@@ -101,12 +106,11 @@ class Sweeper:
         # After a full batch (a long outage left many behind) the next round comes as soon as the
         # workers have taken it (the ready-queue check holds it back until then).
         while True:
-            wait = self.interval_s
             try:
-                if len(self.sweep_once()) >= self.batch:
-                    wait = min(self.interval_s, 1.0)
+                self.sweep_once()
             except Exception:  # noqa: BLE001 - database down: next round
                 log.warning("sweep failed; retrying next round", exc_info=True)
+            wait = min(self.interval_s, 1.0) if self.more_waiting else self.interval_s
             if self._stop.wait(wait):
                 return
 
