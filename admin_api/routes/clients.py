@@ -42,12 +42,12 @@ def list_clients(
     domain: Annotated[str | None, Query(max_length=300, pattern=NO_NUL, description="a registered domain, exactly")] = None,
 ):
     page = service.list_clients(session, q=q, domain=domain, limit=paging.limit, offset=paging.offset)
-    return {"items": [client_out(v) for v in service.views(session, page.items)], "total": page.total}
+    return {"items": [client_out(v) for v in page.items], "total": page.total}
 
 
 @router.get("/{client_id}", response_model=ClientOut, responses=NOT_FOUND)
 def get_client(client_id: IdPath, session: SessionDep, _: AnyRole):
-    return client_out(service.view(session, service.get_client(session, client_id=client_id)))
+    return client_out(service.get_client_view(session, client_id=client_id))
 
 
 @router.patch("/{client_id}", response_model=ClientOut, responses={**NOT_FOUND, **CONFLICT})

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from admin_api.services.domains import canonical_domain, set_domains
 from admin_api.services.errors import Conflict, Invalid, NotFound
-from admin_api.services.pages import Page, paginate
+from admin_api.services.pages import Page
 from models import Client, ClientDomain, Contact, Sla, ThresholdProfile, Ticket, utcnow
 
 CLIENT_FIELDS = (
@@ -112,9 +112,9 @@ def list_clients(
     domain: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> Page[Client]:
-    """Clients by name, filtered, with their domains loaded (no query per client)."""
-    query = select(Client).options(selectinload(Client.domains)).order_by(Client.name, Client.id)
+) -> Page[ClientView]:
+    """Clients by name, filtered, with domains and primary contact (no query per client)."""
+    query = _views_query().order_by(Client.name, Client.id)
     if q:
         query = query.where(
             or_(
@@ -127,7 +127,32 @@ def list_clients(
         query = query.where(
             Client.id.in_(select(ClientDomain.client_id).where(ClientDomain.domain == canonical))
         )
-    return paginate(session, query, limit=limit, offset=offset)
+    rows = session.execute(query.limit(limit).offset(offset)).all()
+    items = [ClientView(client=row[0], primary_contact_id=row[1]) for row in rows]
+    if len(items) < limit and (items or offset == 0):
+        return Page(items=items, total=offset + len(items))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return Page(items=items, total=int(total or 0))
+
+
+def get_client_view(session: Session, *, client_id: int) -> ClientView:
+    """The client with this id, its domains and primary contact, in two queries; NotFound."""
+    row = session.execute(_views_query().where(Client.id == client_id)).first()
+    if row is None:
+        raise NotFound("client", client_id)
+    return ClientView(client=row[0], primary_contact_id=row[1])
+
+
+def _views_query():
+    primary = (
+        select(Contact.id)
+        .where(Contact.client_id == Client.id, Contact.is_primary.is_(True))
+        .correlate(Client)
+        .limit(1)
+        .scalar_subquery()
+        .label("primary_contact_id")
+    )
+    return select(Client, primary).options(selectinload(Client.domains))
 
 
 def primary_contact_ids(session: Session, client_ids: Sequence[int]) -> dict[int, int]:
