@@ -31,15 +31,9 @@ def store_inbound(
     with (engine or get_engine()).begin() as conn:
         return conn.execute(
             insert(InboundMessage).returning(InboundMessage.id),
-            {
-                "source": source,
-                "envelope_from": envelope_from,
-                "envelope_to": list(envelope_to),
-                "raw": raw,
-                "size": len(raw),
-                "sha256": hashlib.sha256(raw).hexdigest(),
-                "status": "received",
-            },
+            inbound_values(
+                raw=raw, source=source, envelope_from=envelope_from, envelope_to=envelope_to
+            ),
         ).scalar_one()
 
 

@@ -78,7 +78,7 @@ def _redis_broker(settings: Settings) -> dramatiq.Broker:
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=2,
-        socket_timeout=10,
+        socket_timeout=5,
         retry_on_timeout=False,
         health_check_interval=30,
     )
