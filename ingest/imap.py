@@ -163,7 +163,8 @@ class MailboxPoller(threading.Thread):
         self.settings = settings
         self.hand_over = hand_over
         self.failures = 0
-        self.passes = 0
+        self.passes = 0  # sync passes run (for tests and logs)
+        self.idles = 0  # IDLE commands issued (each renewal is one)
         self.active = threading.Event()  # set while this poller holds the lease
         self._stop_event = threading.Event()
         self._client = None
@@ -299,6 +300,7 @@ class MailboxPoller(threading.Thread):
         while not self.stopping and time.monotonic() < sweep_at:
             renew_at = min(sweep_at, time.monotonic() + self.settings.imap_idle_renew_s)
             client.idle()
+            self.idles += 1
             news = False
             try:
                 while not self.stopping and not news:
@@ -313,8 +315,9 @@ class MailboxPoller(threading.Thread):
                         raise ConnectionError("the server closed the connection during IDLE")
                     news = _has_news(responses)
             finally:
-                client.idle_done()
-            if news:
+                _, responses = client.idle_done()
+            # mail noticed while we renew comes with the DONE completion, not as IDLE news
+            if news or _has_news(responses):
                 return
 
 

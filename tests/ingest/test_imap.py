@@ -88,6 +88,21 @@ def test_a_message_arriving_under_idle_is_stored_and_routed_to_a_ticket(
     assert all(b"\\Seen" in flags for flags in dovecot.flags().values())
 
 
+def test_idle_is_renewed_without_a_new_pass_and_still_reports_mail(
+    dovecot, sqlite_engine, sqlite_url, services
+):
+    settings = imap_settings(sqlite_url, dovecot, imap_idle_renew_s=0.3, imap_sweep_interval_s=600)
+    mailbox_id = add_mailbox(sqlite_engine, dovecot)
+    service = services(settings, sqlite_engine)
+    poller = eventually(lambda: service.pollers.get(mailbox_id), what="a poller")
+
+    eventually(lambda: poller.idles >= 4, what="IDLE renewed several times")
+    assert poller.passes == 1  # renewing IDLE is not a sweep
+
+    dovecot.append([message(1)])
+    eventually(lambda: inbound_count(sqlite_engine) == 1, what="mail reported after renewals")
+
+
 @pytest.mark.slow
 def test_a_backlog_of_500_is_ingested_exactly_once(dovecot, pg_engine, pg_url, services):
     settings = imap_settings(pg_url, dovecot, imap_batch_size=100)
