@@ -69,17 +69,16 @@ def current_caller(
         raise _unauthorized("missing bearer token: send `Authorization: Bearer <token>`")
     secret = credentials.credentials
     token = token_service.authenticate(session, secret=secret)
-    ensured = False
     if token is None and token_service.same_secret(secret, settings.admin_token):
         # TICKETPOST_ADMIN_TOKEN means an admin token with that value exists (created at start;
         # created here if the schema appeared after the app started).
-        token = token_service.ensure_token(session, secret=secret)
-        token.last_used_at = utcnow()
-        ensured = True
+        row = token_service.ensure_token(session, secret=secret)
+        row.last_used_at = utcnow()
+        token = token_service.TokenIdentity(id=row.id, name=row.name, role=row.role, touched=True)
     if token is None:
         session.rollback()
         raise _unauthorized("invalid or revoked token")
-    if ensured or session.dirty:
+    if token.touched:
         session.commit()  # the token's last use (at most once a minute) or its registration
     return Caller(token_id=token.id, name=token.name, role=token.role)
 

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,16 @@ TOKEN_PREFIX = "tp_"
 ENV_TOKEN_NAME = "TICKETPOST_ADMIN_TOKEN"
 # last_used_at is refreshed at most this often, so reads do not write on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """The holder of a valid token; ``touched`` when its last use was just updated (commit it)."""
+
+    id: int
+    name: str
+    role: str
+    touched: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,17 +77,25 @@ def ensure_token(session: Session, *, secret: str, role: str = "admin", name: st
     return token
 
 
-def authenticate(session: Session, *, secret: str) -> ApiToken | None:
-    """The live token with this secret, or None (unknown or revoked); notes when it was used."""
+def authenticate(session: Session, *, secret: str) -> TokenIdentity | None:
+    """Who holds this secret (a live token), or None (unknown or revoked); notes when it was used.
+
+    Reads columns, not the ORM entity: this runs on every request. A changed ``last_used_at``
+    is left in the session's transaction for the caller to commit.
+    """
     if not secret:
         return None
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-    if token is None or token.revoked_at is not None:
+    row = session.execute(
+        select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.revoked_at, ApiToken.last_used_at)
+        .where(ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if row is None or row.revoked_at is not None:
         return None
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now  # left pending: the caller commits it (session.dirty)
-    return token
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+        return TokenIdentity(id=row.id, name=row.name, role=row.role, touched=True)
+    return TokenIdentity(id=row.id, name=row.name, role=row.role, touched=False)
 
 
 def same_secret(a: str | None, b: str | None) -> bool:
