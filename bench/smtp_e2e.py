@@ -343,6 +343,12 @@ class Stack:
         self.admin.dispose()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its waited-for children (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -380,7 +386,7 @@ def run(args) -> dict:
     stack = Stack(args)
     lost = 0
     try:
-        stack.start("smtp")
+        smtp_proc = stack.start("smtp")
         wait_port(stack.smtp_port)
 
         # 2a. the durable listener alone (no worker competes for the CPU yet)
@@ -393,8 +399,8 @@ def run(args) -> dict:
                   f"= {100 * rate_alone / bare_rate:.0f} % of bare", file=sys.stderr)
             alone_ids = [s.inbound_id for s in res.accepted if s.inbound_id is not None]
 
-        stack.start_worker("--processes", str(args.worker_processes),
-                           "--threads", str(args.worker_threads))
+        worker_proc = stack.start_worker("--processes", str(args.worker_processes),
+                                         "--threads", str(args.worker_threads))
         if alone:
             # 2b. routing alone: the workers drain what the listener stored
             t0 = time.time()
@@ -410,6 +416,7 @@ def run(args) -> dict:
             time.sleep(2)  # let the workers connect
 
         # 2. end to end at full speed
+        cpu0 = (cpu_seconds(smtp_proc.pid), cpu_seconds(worker_proc.pid), time.process_time())
         res = send_corpus(stack.smtp_port, e2e_msgs, sessions=args.sessions, rate=None,
                           rcpt=args.rcpt)
         accepted = res.accepted
@@ -419,6 +426,10 @@ def run(args) -> dict:
               f"{refused} not) = {100 * accept_rate / bare_rate:.0f} % of bare", file=sys.stderr)
         ids = [s.inbound_id for s in accepted if s.inbound_id is not None]
         routed = stack.wait_routed(ids)
+        cpu1 = (cpu_seconds(smtp_proc.pid), cpu_seconds(worker_proc.pid), time.process_time())
+        per = [(b - a) * 1000 / max(1, len(accepted)) for a, b in zip(cpu0, cpu1)]
+        print(f"CPU per message: listener {per[0]:.1f} ms, worker {per[1]:.1f} ms, "
+              f"load client {per[2]:.1f} ms (PostgreSQL and Redis not counted)", file=sys.stderr)
         first_wall = min(s.started_wall for s in accepted)
         routed_rate = len(routed) / (max(routed.values()) - first_wall) if routed else 0.0
         print(f"routed end to end: {routed_rate:.0f}/s ({len(routed)} of {len(ids)})",
