@@ -8,9 +8,10 @@ bad input is a 422 and never a database error.
 from __future__ import annotations
 
 import zoneinfo
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
+from itertools import pairwise
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -25,7 +26,14 @@ from pydantic import (
     model_validator,
 )
 
-from models import CONTRACT_TYPES, INBOUND_STATUSES, OUTCOMES, ROLES, TICKET_CHANNELS, TICKET_STATUSES
+from models import (
+    CONTRACT_TYPES,
+    INBOUND_STATUSES,
+    OUTCOMES,
+    ROLES,
+    TICKET_CHANNELS,
+    TICKET_STATUSES,
+)
 
 MAX_ID = 2**31 - 1
 NO_NUL = r"^[^\x00]*$"
@@ -45,9 +53,9 @@ def Str(max_length: int, *, min_length: int = 0, strip: bool = True) -> Any:
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("date-time is out of range") from None
 
@@ -275,7 +283,7 @@ class BusinessHours(Input):
                 by_day.setdefault(w.day, []).append(w)
         for day, items in by_day.items():
             items.sort(key=lambda w: w.start)
-            for a, b in zip(items, items[1:]):
+            for a, b in pairwise(items):
                 if b.start < a.end:
                     raise ValueError(
                         f"windows on day {day} overlap ({a.start}-{a.end}, {b.start}-{b.end})"

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import warnings
+from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,9 +77,9 @@ def load(url: str, *, clients: int, domains_per_client: int, contacts_per_client
 
     started = time.perf_counter()
     engine = make_engine(url)
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(insert(Client), [
             {"id": i, "name": f"Client {i:06d} GmbH", "tickets_only_by_primary_contact": i % 3 == 0,

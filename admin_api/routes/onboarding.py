@@ -7,7 +7,14 @@ from fastapi import APIRouter, status
 from admin_api.deps import AdminRole, SessionDep
 from admin_api.routes.clients import client_out
 from admin_api.routes.responses import CONFLICT, responses
-from admin_api.schemas import ContactOut, ContractOut, OnboardingIn, OnboardingOut, SlaOut, ThresholdProfileOut
+from admin_api.schemas import (
+    ContactOut,
+    ContractOut,
+    OnboardingIn,
+    OnboardingOut,
+    SlaOut,
+    ThresholdProfileOut,
+)
 from admin_api.services import clients as client_service
 from admin_api.services.onboarding import onboard_client
 

@@ -6,7 +6,12 @@ from fastapi import APIRouter, status
 
 from admin_api.deps import AdminRole, AnyRole, IdPath, PagingDep, SessionDep
 from admin_api.routes.responses import CONFLICT, NOT_FOUND, responses
-from admin_api.schemas import ListOf, ThresholdProfileCreate, ThresholdProfileOut, ThresholdProfileUpdate
+from admin_api.schemas import (
+    ListOf,
+    ThresholdProfileCreate,
+    ThresholdProfileOut,
+    ThresholdProfileUpdate,
+)
 from admin_api.services import threshold_profiles as service
 
 router = APIRouter(prefix="/threshold-profiles", tags=["threshold profiles"], responses=responses())

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, status
 
 from admin_api.deps import AnyRole, IdPath, PagingDep, SessionDep
 from admin_api.routes.responses import NOT_FOUND, responses
-from admin_api.schemas import ListOf, TicketChannel, TicketCreate, TicketDetail, TicketOut, TicketStatus, TicketUpdate
+from admin_api.schemas import (
+    ListOf,
+    TicketChannel,
+    TicketCreate,
+    TicketDetail,
+    TicketOut,
+    TicketStatus,
+    TicketUpdate,
+)
 from admin_api.services import tickets as service
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=responses())

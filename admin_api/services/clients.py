@@ -184,7 +184,7 @@ def view(session: Session, client: Client) -> ClientView:
 def _checked(session: Session, values: Mapping[str, Any], *, client_id: int | None) -> dict[str, Any]:
     unknown = set(values) - set(CLIENT_FIELDS)
     if unknown:
-        raise Invalid(sorted(unknown)[0], "is not a field of a client")
+        raise Invalid(min(unknown), "is not a field of a client")
     out = dict(values)
     for key in _NOT_NULL:
         if key in out and out[key] is None:

@@ -190,7 +190,7 @@ def _client(session: Session, client_id: int, *, loc: str | None) -> Client:
 def _checked(session: Session, values: Mapping[str, Any], *, contact_id: int | None) -> dict[str, Any]:
     unknown = set(values) - set(CONTACT_FIELDS)
     if unknown:
-        raise Invalid(sorted(unknown)[0], "is not a field of a contact")
+        raise Invalid(min(unknown), "is not a field of a contact")
     out = dict(values)
     for key in _NOT_NULL:
         if key in out and out[key] is None:

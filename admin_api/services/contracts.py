@@ -70,7 +70,7 @@ def list_contracts(session: Session, *, client_id: int, limit: int = 50, offset:
 def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(values) - set(CONTRACT_FIELDS)
     if unknown:
-        raise Invalid(sorted(unknown)[0], "is not a field of a contract")
+        raise Invalid(min(unknown), "is not a field of a contract")
     out = dict(values)
     if "name" in out:
         if out["name"] is None or not str(out["name"]).strip():

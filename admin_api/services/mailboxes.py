@@ -12,7 +12,7 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -89,7 +89,7 @@ def update_mailbox(
     mailbox = get_mailbox(session, mailbox_id=mailbox_id)
     unknown = set(changes) - set(_UPDATABLE)
     if unknown:
-        raise Invalid(sorted(unknown)[0], "is not a field of a mailbox that can be changed")
+        raise Invalid(min(unknown), "is not a field of a mailbox that can be changed")
     changes = dict(changes)
     password = changes.pop("password", None)
     values = _validated(changes, partial=True)
@@ -170,7 +170,7 @@ def _validated(values: Mapping[str, Any], *, partial: bool = False) -> dict[str,
             out[key] = bool(value)
         elif key == "since":
             if value is not None and value.tzinfo is None:
-                value = value.replace(tzinfo=timezone.utc)
+                value = value.replace(tzinfo=UTC)
             out[key] = value
         else:
             out[key] = value

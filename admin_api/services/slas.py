@@ -91,7 +91,7 @@ def list_slas(session: Session, *, limit: int = 50, offset: int = 0) -> Page[Sla
 def _apply(session: Session, sla: Sla, changes: Mapping[str, Any]) -> None:
     unknown = set(changes) - set(SLA_FIELDS)
     if unknown:
-        raise Invalid(sorted(unknown)[0], "is not a field of an SLA")
+        raise Invalid(min(unknown), "is not a field of an SLA")
     if "name" in changes:
         name = (changes["name"] or "").strip()
         if not name:

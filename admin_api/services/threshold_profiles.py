@@ -76,7 +76,7 @@ def list_threshold_profiles(session: Session, *, limit: int = 50, offset: int = 
 def _apply(session: Session, profile: ThresholdProfile, changes: Mapping[str, Any]) -> None:
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
-        raise Invalid(sorted(unknown)[0], "is not a field of a threshold profile")
+        raise Invalid(min(unknown), "is not a field of a threshold profile")
     if "name" in changes:
         name = (changes["name"] or "").strip()
         if not name:

@@ -62,7 +62,7 @@ def update_ticket(session: Session, *, ticket_id: int, changes: Mapping[str, Any
     ticket = get_ticket(session, ticket_id=ticket_id, with_messages=False)
     unknown = set(changes) - set(TICKET_UPDATE_FIELDS)
     if unknown:
-        raise Invalid(sorted(unknown)[0], "is not a field of a ticket that can be changed")
+        raise Invalid(min(unknown), "is not a field of a ticket that can be changed")
     for key in ("subject", "status"):
         if key in changes and changes[key] is None:
             raise Invalid(key, f"{key} cannot be null")
