@@ -131,3 +131,13 @@ def test_status_of_the_redis_queue_is_visible_to_the_roles(pg_url, redis_url, mo
         json.dumps(depth.__dict__)
     finally:
         _delete_namespace(redis_url, namespace)
+
+
+def test_up_says_clearly_when_the_database_cannot_be_reached(tmp_path):
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+    result = run_ticketpost(["up"], {
+        "TICKETPOST_DATABASE_URL": dead, "TICKETPOST_SMTP_PORT": str(free_port()),
+    }, tmp_path)
+    assert result.returncode == 2
+    assert "cannot migrate the database" in result.stderr
+    assert "Traceback" not in result.stderr

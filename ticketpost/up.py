@@ -206,7 +206,16 @@ def run_up(settings: Settings | None = None, *, out=None) -> int:
         print(f"ticketpost up: {exc}", file=sys.stderr)
         return 2
     stop = install_stop_signals()
-    migrate(settings.database_url)
+    try:
+        migrate(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - say what failed instead of a traceback
+        first_line = (str(exc).splitlines() or [""])[0][:300]
+        print(
+            f"ticketpost up: cannot migrate the database at {_redacted(settings.database_url)}: "
+            f"{type(exc).__name__}: {first_line}",
+            file=sys.stderr,
+        )
+        return 2
     engine = get_engine(settings.database_url)
     broker = setup_broker(settings)
     running = Running()
