@@ -45,7 +45,10 @@ def _supervise(args) -> int:
     for index in range(args.processes):
         # One sweeper is enough per group of processes.
         extra = ["--no-sweeper"] if (index > 0 or args.no_sweeper) else []
-        children.append(subprocess.Popen(base + extra, env=os.environ.copy()))
+        # Own process group: a terminal's Ctrl-C reaches only this supervisor, which forwards
+        # it once (a second signal would make a child exit without finishing its work).
+        children.append(subprocess.Popen(base + extra, env=os.environ.copy(),
+                                         start_new_session=True))
 
     def _forward(signum, _frame):
         for child in children:
