@@ -127,7 +127,6 @@ def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
     from ingest.imap import ImapService
     from ingest.imap_sync import header_message_id
     from models import InboundMessage, Mailbox
-    from models.base import utcnow
     from models.db import get_engine, session_scope
     from routing.broker import enqueue, setup_broker, start_worker, stop_worker
 

@@ -247,7 +247,7 @@ class MailboxPoller(threading.Thread):
         self._stop_event.wait(delay)
 
     def _session(self, lock) -> None:
-        """One connection: sync, wait for news, sync …; returns when stopping or the lease is lost."""
+        """One connection: sync, wait, sync …; returns when stopping or the lease is lost."""
         if not self.config.password_encrypted:
             raise ValueError("the mailbox has no password stored")
         password = decrypt_secret(self.config.password_encrypted, key=self.settings.secret_key)

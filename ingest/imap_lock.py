@@ -36,7 +36,7 @@ _unpooled_engines: dict[str, Engine] = {}
 
 
 class MailboxLock:
-    """An exclusive, non-blocking lease on one mailbox: ``acquire()``, ``alive()``, ``release()``."""
+    """An exclusive, non-blocking lease on one mailbox: ``acquire``, ``alive``, ``release``."""
 
     def acquire(self) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
@@ -72,7 +72,8 @@ class AdvisoryLock(MailboxLock):
         conn = self.engine.connect()
         try:
             got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:ns, :id)"), {"ns": NAMESPACE, "id": self.mailbox_id}
+                text("SELECT pg_try_advisory_lock(:ns, :id)"),
+                {"ns": NAMESPACE, "id": self.mailbox_id},
             ).scalar()
             conn.commit()
         except Exception:
@@ -109,7 +110,8 @@ class AdvisoryLock(MailboxLock):
             return
         try:
             conn.execute(
-                text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": NAMESPACE, "id": self.mailbox_id}
+                text("SELECT pg_advisory_unlock(:ns, :id)"),
+                {"ns": NAMESPACE, "id": self.mailbox_id},
             )
             conn.commit()
         except Exception:  # noqa: BLE001 - closing the connection releases it anyway

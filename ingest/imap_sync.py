@@ -57,7 +57,7 @@ _STUB_HEADERS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT)]"
 
 class CheckpointMoved(Exception):
     """Raised when the stored checkpoint is not the one this pass started from (another poller
-    advanced it, or the mailbox was reconfigured); the batch is rolled back and nothing is flagged."""
+    advanced it, or the mailbox was reconfigured); the batch is rolled back, nothing is flagged."""
 
 
 class MailboxGone(Exception):
@@ -350,7 +350,9 @@ def download(ctx: SyncPass, batch: Batch) -> None:
         data = ctx.client.fetch(sorted(i.uid for i in large), [_STUB_HEADERS])
         for item in large:
             fields = data.get(item.uid, {})
-            item.headers = next((bytes(v) for k, v in fields.items() if k.startswith(b"BODY[")), b"")
+            item.headers = next(
+                (bytes(v) for k, v in fields.items() if k.startswith(b"BODY[")), b""
+            )
             item.message_id = header_message_id(item.headers)
     # a message expunged by someone between SEARCH and FETCH is gone: nothing to store
     batch.items = [i for i in batch.items if i.too_large or i.raw is not None]

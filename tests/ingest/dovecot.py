@@ -252,7 +252,9 @@ class Dovecot:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise DovecotUnavailable(f"dovecot exited with {self.process.returncode}: {self.log_tail()}")
+                raise DovecotUnavailable(
+                    f"dovecot exited with {self.process.returncode}: {self.log_tail()}"
+                )
             if self._greets():
                 return
             time.sleep(0.05)

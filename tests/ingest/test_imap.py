@@ -227,7 +227,8 @@ def test_an_oversized_message_is_recorded_not_downloaded_and_not_fetched_again(
 
     eventually(lambda: mailbox_row(engine, mailbox_id).acked_uid == 2, what="both handled")
     with session_scope(engine) as session:
-        stub, normal = session.scalars(select(InboundMessage).order_by(InboundMessage.size.desc())).all()
+        by_size = select(InboundMessage).order_by(InboundMessage.size.desc())
+        stub, normal = session.scalars(by_size).all()
         assert stub.raw == b"" and stub.size > 50_000
         assert (stub.status, stub.outcome) == ("failed", "failed")
         assert "over the limit" in stub.reason and stub.subject == "huge attachment"

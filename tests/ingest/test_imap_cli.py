@@ -12,8 +12,6 @@ from ingest.imap_sync import uid_set
 from models import Mailbox
 from models.db import dispose_engines, session_scope
 from models.secrets import decrypt_secret
-from ticketpost.cli import main
-from ticketpost.settings import reset_settings
 from tests.ingest.dovecot import dovecot  # noqa: F401 - fixture
 from tests.ingest.imap_support import (
     SECRET_KEY,
@@ -22,6 +20,8 @@ from tests.ingest.imap_support import (
     inbound_count,
     message,
 )
+from ticketpost.cli import main
+from ticketpost.settings import reset_settings
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from ingest.imap import ImapService
+from ingest.imap_lock import NAMESPACE
 from models import InboundMessage, TicketMessage
 from models.db import session_scope
 from routing.pipeline import route_inbound
@@ -31,7 +32,6 @@ from tests.ingest.imap_support import (
     stored_message_ids,
     ticket_count,
 )
-from ingest.imap_lock import NAMESPACE
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.postgres, pytest.mark.slow]
 
