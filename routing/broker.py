@@ -194,7 +194,9 @@ def start_worker(threads: int | None = None, settings: Settings | None = None) -
         broker,
         queues={QUEUE_NAME, f"{QUEUE_NAME}.DQ"},
         worker_threads=threads or settings.worker_threads,
-        worker_timeout=500,
+        # An idle consumer polls Redis with a backoff capped here: the worst-case delay before a
+        # new message is picked up (dramatiq's default is 1 s).
+        worker_timeout=settings.worker_poll_ms,
     )
     worker.start()
     log.info("routing worker started", extra={"threads": worker.worker_threads})

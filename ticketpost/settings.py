@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     route_max_backoff_ms: int = 60_000
     broker_heartbeat_timeout_ms: int = 60_000
     broker_maintenance_chance: int = 1000
+    worker_poll_ms: int = 100
     shutdown_timeout_s: float = 30.0
 
     imap_sweep_interval_s: float = 60.0
