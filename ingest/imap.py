@@ -38,7 +38,13 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from ingest.imap_lock import lock_for
-from ingest.imap_sync import CheckpointMoved, MailboxConfig, MailboxGone, sync_pass
+from ingest.imap_sync import (
+    CheckpointMoved,
+    MailboxConfig,
+    MailboxGone,
+    sync_pass,
+    take_mail_notices,
+)
 from models import Mailbox
 from models.base import utcnow
 from models.db import get_engine, session_scope
@@ -295,13 +301,15 @@ class MailboxPoller(threading.Thread):
         """Return when new mail may be there: IDLE news, the sweep interval, or stopping."""
         sweep_at = time.monotonic() + self.settings.imap_sweep_interval_s
         if not idle:
-            self._stop_event.wait(self.settings.imap_sweep_interval_s)
+            if not take_mail_notices(client):
+                self._stop_event.wait(self.settings.imap_sweep_interval_s)
             return
         while not self.stopping and time.monotonic() < sweep_at:
             renew_at = min(sweep_at, time.monotonic() + self.settings.imap_idle_renew_s)
             client.idle()
             self.idles += 1
-            news = False
+            # mail announced during the pass, or when IDLE began, is not announced again
+            news = take_mail_notices(client)
             try:
                 while not self.stopping and not news:
                     left = renew_at - time.monotonic()

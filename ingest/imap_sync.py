@@ -251,6 +251,7 @@ def select_folder(ctx: SyncPass) -> None:
         ctx.uidnext = (max(uids) + 1) if uids else 1
     permanent = info.get(b"PERMANENTFLAGS")
     ctx.keywords_allowed = permanent is None or b"\\*" in permanent
+    take_mail_notices(ctx.client)  # the SELECT's own counts; later ones mean new mail
     ctx.checkpoint = load_checkpoint(ctx.engine, ctx.config.id)
 
 
@@ -428,6 +429,22 @@ BATCH_STEPS: tuple[Callable[[SyncPass, Batch], None], ...] = (
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def take_mail_notices(client) -> bool:
+    """True when the server announced messages (EXISTS/RECENT) alongside other commands; forgets them.
+
+    Servers announce mail that arrives during a pass with the next command's answer, and say it
+    once only: imaplib keeps such untagged answers aside (``untagged_responses``) where nothing
+    else looks. Without this check, mail arriving mid-pass would wait for the next sweep.
+    """
+    pending = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    if not isinstance(pending, dict):
+        return False
+    found = False
+    for key in ("EXISTS", "RECENT"):
+        found = pending.pop(key, None) is not None or found
+    return found
 
 
 def load_checkpoint(engine: Engine, mailbox_id: int) -> Checkpoint:

@@ -103,6 +103,26 @@ def test_idle_is_renewed_without_a_new_pass_and_still_reports_mail(
     eventually(lambda: inbound_count(sqlite_engine) == 1, what="mail reported after renewals")
 
 
+def test_mail_arriving_during_a_pass_is_not_left_for_the_sweep(
+    dovecot, sqlite_engine, sqlite_url, services
+):
+    settings = imap_settings(sqlite_url, dovecot, imap_sweep_interval_s=600)
+    mailbox_id = add_mailbox(sqlite_engine, dovecot)
+    appended = []
+
+    def hand_over_and_deliver_more(inbound_id):
+        if not appended:  # while the pass is still flagging the first message
+            appended.append(inbound_id)
+            dovecot.append([message(2, subject="arrived mid-pass")])
+        return True
+
+    services(settings, sqlite_engine, hand_over_and_deliver_more)
+    eventually(lambda: mailbox_row(sqlite_engine, mailbox_id).last_success_at, what="first pass")
+    dovecot.append([message(1)])
+
+    eventually(lambda: inbound_count(sqlite_engine) == 2, what="the mid-pass message")
+
+
 @pytest.mark.slow
 def test_a_backlog_of_500_is_ingested_exactly_once(dovecot, pg_engine, pg_url, services):
     settings = imap_settings(pg_url, dovecot, imap_batch_size=100)
