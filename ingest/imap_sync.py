@@ -8,7 +8,7 @@ The order is the guarantee (SPEC §4):
    UID already in the folder (``resync_until_uid``) as "old": those are only taken in when their
    INTERNALDATE is at or after the mailbox's ``since`` (default: when the mailbox was added), and
    never when this mailbox already stored the same Message-ID or the same bytes (SHA-256). So a
-   new mailbox does not turn years of mail into tickets, and a recreated folder re-ticketes nothing.
+   new mailbox does not turn years of mail into tickets, and a recreated folder re-tickets nothing.
 3. ``finish_acknowledgements``: a poller killed between commit and flag left ``acked_uid <
    last_uid``; those messages are stored already, so they are only flagged/moved now.
 4. ``ingest_new_mail``: ``UID SEARCH`` for UIDs above ``last_uid`` (never ``UNSEEN``: mail a
