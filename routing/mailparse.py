@@ -25,6 +25,7 @@ from email.policy import compat32
 from email.utils import getaddresses
 from functools import cached_property
 from html.parser import HTMLParser
+from itertools import pairwise
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -71,7 +72,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         best = from_bytes(data[:65536]).best()
         if best is not None:
             return data.decode(best.encoding, errors="replace")
-    except Exception:  # noqa: BLE001 - a guesser failure must not lose the message
+    except Exception:  # noqa: BLE001, S110 - a guesser failure must not lose the message
         pass
     return data.decode("cp1252", errors="replace")
 
@@ -323,7 +324,7 @@ _QUOTED_LEAF = ("text/plain", "text/html")
 class _Part:
     """One MIME entity: its parsed header block, its raw body, and its children if multipart."""
 
-    __slots__ = ("headers", "body", "ctype", "children")
+    __slots__ = ("body", "children", "ctype", "headers")
 
     def __init__(self, headers: Message, body: bytes, budget: list[int], depth: int = 0) -> None:
         self.headers = headers
@@ -401,7 +402,7 @@ _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 def _split_head(raw: bytes) -> tuple[Message, bytes]:
     """Split an entity into its parsed header block and its body (no header line: all body)."""
-    if raw.startswith(b"\n") or raw.startswith(b"\r\n"):
+    if raw.startswith((b"\n", b"\r\n")):
         return Message(), raw[1:] if raw[:1] == b"\n" else raw[2:]
     if not _HEADER_LINE.match(raw):
         return Message(), raw
@@ -441,7 +442,7 @@ def _split_multipart(body: bytes, boundary: str) -> list[bytes] | None:
     if not marks:
         return None
     parts: list[bytes] = []
-    for (_, begin), (end, _) in zip(marks, marks[1:]):
+    for (_, begin), (end, _) in pairwise(marks):
         # the line break before a delimiter belongs to the delimiter
         if end > begin and body[end - 1] == 10:
             end -= 2 if end - 1 > begin and body[end - 2] == 13 else 1
@@ -555,7 +556,7 @@ def html_to_text(html: str) -> str:
     try:
         parser.feed(html)
         parser.close()
-    except Exception:  # noqa: BLE001 - broken HTML: keep what was read
+    except Exception:  # noqa: BLE001, S110 - broken HTML: keep what was read
         pass
     text = "".join(parser.out)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
@@ -254,7 +254,7 @@ def _count_attempt(engine: Engine, inbound_id: int) -> None:
                 .where(InboundMessage.id == inbound_id, InboundMessage.status != "routed")
                 .values(attempts=InboundMessage.attempts + 1)
             )
-    except Exception:  # noqa: BLE001 - the original error is the one that matters
+    except Exception:  # best effort: the original error is the one that matters
         log.debug("could not count the failed attempt of inbound %s", inbound_id, exc_info=True)
 
 

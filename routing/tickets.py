@@ -15,7 +15,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
 from routing.sla import InvalidBusinessHours, due_at
 
-
 _CURRENT_TICKET_ID = literal_column("currval(pg_get_serial_sequence('tickets', 'id'))")
 LOOKUP = object()  # open_ticket(contract_id=LOOKUP): find the client's active contract
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from models import utcnow
+from models import TicketMessage, utcnow
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.tickets import LOOKUP, open_ticket
-from models import TicketMessage
 
 
 def _message_fields(ctx: RoutingContext) -> dict:

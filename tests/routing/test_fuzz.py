@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given, note
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from ingest.store import store_inbound

@@ -48,7 +48,7 @@ def route_case(engine, name: str):
 def test_every_mail_has_its_expected_outcome_beside_it():
     assert CASES, "the golden corpus is empty"
     for name in CASES:
-        raw, spec = load_case(name)
+        _raw, spec = load_case(name)
         assert spec["expect"]["outcome"] in OUTCOMES, name
 
 
@@ -62,7 +62,7 @@ def test_golden_mail_routes_as_expected(engine, name):
     result, expect = route_case(engine, name)
     assert result.outcome == expect["outcome"], f"{name}: {result.reason}\n{result.explanation}"
     assert result.reason
-    assert [e["step"] for e in result.explanation][0] == "parse"
+    assert result.explanation[0]["step"] == "parse"
     for fragment in expect.get("reason_contains", []):
         assert fragment in result.reason, (name, result.reason)
     decisions = "\n".join(e["decision"] for e in result.explanation)

@@ -7,7 +7,7 @@ from routing.subjects import new_ticket_subject, strip_reply_prefixes, ticket_ta
 
 
 def test_headers_are_decoded_from_rfc2047_and_raw_8bit():
-    raw = ("From: =?iso-8859-1?q?J=FCrgen?= <j@acme.com>\r\nSubject: Grüße aus Köln\r\n\r\nx").encode("utf-8")
+    raw = ("From: =?iso-8859-1?q?J=FCrgen?= <j@acme.com>\r\nSubject: Grüße aus Köln\r\n\r\nx").encode()
     mail = parse_message(raw)
     assert mail.subject == "Grüße aus Köln"
     assert mail.from_addresses == [("Jürgen", "j@acme.com")]

@@ -20,7 +20,7 @@ def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETPOST_")}
     env["TICKETPOST_DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "-m", "ticketpost.cli", "route", *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def test_route_prints_outcome_reason_ticket_and_explanation(engine, database_url):
