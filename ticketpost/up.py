@@ -181,8 +181,14 @@ def _start_imap(running: Running, settings: Settings, engine) -> None:
         return
     from ingest.imap import ImapService
 
-    running.imap = ImapService(engine=engine, settings=settings)
-    running.imap.start()
+    try:
+        running.imap = ImapService(engine=engine, settings=settings)
+        running.imap.start()
+    except Exception as exc:  # noqa: BLE001 - SMTP and the API keep working without IMAP
+        log.exception("the IMAP pollers could not start")
+        running.imap = None
+        running.notes.append(f"IMAP pollers: NOT running ({type(exc).__name__}: {exc})")
+        return
     running.notes.append("IMAP pollers: running for enabled mailboxes")
 
 
