@@ -60,15 +60,19 @@ def create_token(session: Session, *, name: str, role: str) -> IssuedToken:
 
 
 def ensure_token(session: Session, *, secret: str, role: str = "admin", name: str = ENV_TOKEN_NAME) -> ApiToken:
-    """Make sure a live token with this secret exists (TICKETPOST_ADMIN_TOKEN); idempotent."""
+    """Make sure a live token with this secret exists (TICKETPOST_ADMIN_TOKEN); idempotent.
+
+    Call it first in a session: losing a race to create the row rolls the session back.
+    """
     digest = hash_token(secret)
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
     if token is None:
         token = ApiToken(name=name, role=role, token_hash=digest)
+        session.add(token)
         try:
-            with session.begin_nested():
-                session.add(token)
+            session.flush()
         except IntegrityError:  # another process created it at the same moment
+            session.rollback()
             token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
     else:
         token.role = role
