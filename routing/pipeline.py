@@ -144,8 +144,18 @@ def _run(ctx: RoutingContext) -> RouteResult:
         attempts=(ctx.inbound.attempts or 0) + 1,
         message_id=ctx.message_id or None,
         subject=ctx.mail.subject if ctx.mail is not None else None,
-        sender_email=ctx.sender_email,
+        sender_email=ctx.sender_email or _claimed_sender(ctx),
     )
+
+
+def _claimed_sender(ctx: RoutingContext) -> str | None:
+    """For mail stopped before the sender step: the first From address as written (for searching)."""
+    if ctx.mail is None:
+        return None
+    for _name, address in ctx.mail.from_addresses:
+        if "@" in address:
+            return clean_text(address.lower(), 320)
+    return None
 
 
 def record_outcome(

@@ -48,9 +48,13 @@ def loop_guard(ctx: RoutingContext) -> None:
     assert mail is not None
     envelope_from = ctx.inbound.envelope_from
 
-    if mail.content_type == "multipart/report" and mail.report_type in ("delivery-status", "disposition-notification"):
-        kind = "delivery status notification" if mail.report_type == "delivery-status" else "read receipt"
-        raise Ignored("ignored_bounce", f"a {kind} (multipart/report; report-type={mail.report_type})")
+    if mail.content_type == "multipart/report":
+        if mail.report_type == "delivery-status":
+            raise Ignored("ignored_bounce",
+                          "a delivery status notification (multipart/report; report-type=delivery-status)")
+        if mail.report_type == "disposition-notification":
+            raise Ignored("ignored_auto_reply",
+                          "a read receipt (multipart/report; report-type=disposition-notification)")
 
     auto = (mail.raw_header("Auto-Submitted") or "").strip()
     if auto and auto.split(";")[0].strip().lower() != "no":

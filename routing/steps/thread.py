@@ -37,17 +37,19 @@ def _by_headers(ctx: RoutingContext) -> Ticket | None:
     if not ordered:
         return None
     ids = list(dict.fromkeys(i for _, i in ordered))
+    # we store Message-IDs without angle brackets; match rows written with them too
+    forms = ids + [f"<{i}>" for i in ids]
     known = union_all(
         select(TicketMessage.message_id.label("message_id"), TicketMessage.ticket_id.label("ticket_id"))
-        .where(TicketMessage.message_id.in_(ids)),
-        select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(OutboundMessage.message_id.in_(ids)),
+        .where(TicketMessage.message_id.in_(forms)),
+        select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(OutboundMessage.message_id.in_(forms)),
     ).subquery()
     rows = ctx.session.execute(
         select(known.c.message_id, Ticket).join(Ticket, Ticket.id == known.c.ticket_id)
     ).all()
     found: dict[str, Ticket] = {}
     for message_id, ticket in rows:
-        found.setdefault(message_id, ticket)
+        found.setdefault(message_id.strip("<>"), ticket)
     for header, message_id in ordered:
         ticket = found.get(message_id)
         if ticket is None:

@@ -205,3 +205,15 @@ def test_concurrent_new_senders_of_one_domain_share_one_auto_created_contact(pg_
     assert sorted(r.outcome for r in results) == ["ticket_created"] * 5
     assert count(pg_engine, Contact, Contact.email == "twin@acme.com") == 1
     assert len({r.contact_id for r in results}) == 1
+
+
+def test_a_reply_threads_onto_mail_we_sent_whether_its_id_was_stored_with_brackets_or_not(engine, world):
+    from models import OutboundMessage
+    from routing.tickets import open_ticket
+
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        ticket = open_ticket(session, client=world["Acme"], contact=None, subject="Printer", channel="api")
+        session.add(OutboundMessage(ticket_id=ticket.id, message_id="<notify-7@msp.example>"))
+    reply = mail(message_id="<reply-7@acme.com>", extra="In-Reply-To: <notify-7@msp.example>\r\n")
+    result = route_inbound(store_inbound(raw=reply, source="smtp", engine=engine), engine=engine, settings=Settings())
+    assert (result.outcome, result.ticket_id) == ("ticket_updated", ticket.id)
