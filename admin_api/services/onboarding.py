@@ -46,13 +46,23 @@ def onboard_client(
     contact: Mapping[str, Any] | None = None,
 ) -> Onboarded:
     """Create the client with everything it needs; the contact becomes its primary contact."""
+    client_values = dict(client)
+    # sla_id / threshold_profile_id may also come inside "client"; the top level wins when equal.
+    nested_sla_id = client_values.pop("sla_id", None)
+    nested_profile_id = client_values.pop("threshold_profile_id", None)
+    if nested_sla_id is not None:
+        if (sla_id is not None and sla_id != nested_sla_id) or sla is not None:
+            raise Invalid(("client", "sla_id"), "the SLA is given twice; give it once, at the top level")
+        sla_id = nested_sla_id
+    if nested_profile_id is not None:
+        if threshold_profile_id is not None and threshold_profile_id != nested_profile_id:
+            raise Invalid(
+                ("client", "threshold_profile_id"),
+                "the threshold profile is given twice; give it once, at the top level",
+            )
+        threshold_profile_id = nested_profile_id
     if sla_id is not None and sla is not None:
         raise Invalid("sla", "give sla_id (an existing SLA) or sla (a new one), not both")
-    client_values = dict(client)
-    for key in ("sla_id", "threshold_profile_id"):
-        if client_values.get(key) is not None:
-            raise Invalid(("client", key), f"give {key.split('_id')[0]} at the top level of the request")
-        client_values.pop(key, None)
 
     chosen_sla: Sla | None = None
     if sla_id is not None:

@@ -121,6 +121,12 @@ def test_an_invalid_part_of_the_onboarding_is_named_and_nothing_is_kept(admin):
     assert admin.ok("GET", "/api/v1/clients")["total"] == 0
 
 
+def test_onboarding_takes_the_sla_id_inside_the_client_too(admin):
+    sla = admin.ok("POST", "/api/v1/slas", 201, json={"name": "Basic", "resolution_minutes": 2880})
+    result = admin.ok("POST", "/api/v1/onboarding", 201, json={"client": {"name": "Hooli", "sla_id": sla["id"]}})
+    assert result["client"]["sla_id"] == sla["id"] and result["sla"]["id"] == sla["id"]
+
+
 def test_onboarding_refuses_both_an_sla_id_and_a_new_sla(admin):
     sla = admin.ok("POST", "/api/v1/slas", 201, json={"name": "Basic", "resolution_minutes": 2880})
     response = admin.post("/api/v1/onboarding", json={**ONBOARDING, "sla_id": sla["id"]})
