@@ -402,6 +402,7 @@ class OnboardingContact(ContactFields):
     last_name: Str(100, min_length=1)
     email: EmailText
     ignore_email: bool = False
+    is_primary: bool = Field(True, description="accepted for symmetry; this contact always becomes primary")
 
 
 class OnboardingIn(Input):
