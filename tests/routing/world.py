@@ -33,6 +33,7 @@ CONTACTS = {
     "boss@beta.example": ("Beta", "Berta", "Boss", True, False),
     "worker@beta.example": ("Beta", "Walter", "Worker", False, False),
     "jane.public@gmail.com": ("Beta", "Jane", "Public", False, False),
+    "carol.acme@gmail.com": ("Acme", "Carol", "Homeoffice", False, False),
     "ceo@gamma.example": ("Gamma", "Gina", "Gamma", True, False),
 }
 MUTED = {"muted@acme.com"}
