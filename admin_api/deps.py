@@ -17,7 +17,6 @@ from models import utcnow
 from ticketpost.settings import Settings
 
 MAX_ID = 2**31 - 1
-READ_METHODS = frozenset({"GET", "HEAD"})
 MAX_OFFSET = 2**31 - 1
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
@@ -27,15 +26,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session for this request; routes commit what they change, anything else is rolled back.
 
     Creating a session does no I/O, so it happens on the event loop; closing it returns the
-    connection to the pool (a rollback on the wire), so that runs in the thread pool. Reads
-    (GET, HEAD) use ``app.state.read_sessionmaker``: on PostgreSQL its connections autocommit,
-    which spares the BEGIN and ROLLBACK round trips of a request that changes nothing (each
-    statement sees the latest committed data; a token's last use is written on its own).
+    connection to the pool (a rollback on the wire), so that runs in the thread pool.
     """
-    if request.method in READ_METHODS:
-        session = request.app.state.read_sessionmaker()
-    else:
-        session = request.app.state.sessionmaker()
+    session = request.app.state.sessionmaker()
     try:
         yield session
     finally:
