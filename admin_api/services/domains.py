@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -37,10 +38,19 @@ class DomainRoute:
 
 def canonical_domain(value: str, *, loc: str | Sequence[str] = "domain") -> str:
     """The canonical form of ``value``; raises Invalid (422 naming ``loc``) saying what is wrong."""
+    if not isinstance(value, str):
+        raise Invalid(loc, "domain must be a string")
     try:
-        return normalize_domain(value)
+        return _normalized(value)
     except InvalidDomain as exc:
         raise Invalid(loc, str(exc)) from None
+
+
+@lru_cache(maxsize=16384)
+def _normalized(value: str) -> str:
+    # IDNA (UTS #46) processing costs a fraction of a millisecond; lookups repeat the same names.
+    # Refusals raise, and lru_cache does not keep them.
+    return normalize_domain(value)
 
 
 def checked_domain(
