@@ -155,11 +155,11 @@ def route_domain(session: Session, *, domain: str) -> DomainRoute:
             message=f"no client domain matches {canonical}: its mail goes to the unmatched policy "
             "(triage or reject)",
         )
-    client = session.get(Client, match.client_id)
+    client_name = session.scalar(select(Client.name).where(Client.id == match.client_id))
     return DomainRoute(
         domain=canonical,
         client_id=match.client_id,
-        client_name=client.name if client is not None else "",
+        client_name=client_name or "",
         matched_domain=match.domain,
     )
 
