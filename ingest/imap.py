@@ -315,6 +315,8 @@ class MailboxPoller(threading.Thread):
                     left = renew_at - time.monotonic()
                     if left <= 0:
                         break
+                    if _read_ahead(client, self.settings.imap_timeout_s):
+                        break  # already received: DONE collects it (below)
                     wait = min(0.5, left)
                     began = time.monotonic()
                     responses = client.idle_check(timeout=wait)
@@ -340,6 +342,33 @@ def _has_news(responses) -> bool:
         if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
             news = True
     return news
+
+
+def _read_ahead(client, timeout: float) -> bool:
+    """True when server data sits in imaplib's read buffer (or on the socket) unread.
+
+    ``idle_check`` only reads when the *socket* is readable. A server that announces mail in the
+    same packet as its ``+ idling`` (Dovecot does, for mail that came just before IDLE) leaves
+    that announcement in the buffer behind the continuation line, where ``idle_check`` never
+    looks; it would wait for the next sweep.
+    """
+    imap = getattr(client, "_imap", None)
+    reader, sock = getattr(imap, "file", None), getattr(imap, "sock", None)
+    if reader is None or sock is None or not hasattr(reader, "peek"):
+        return False
+    try:
+        sock.setblocking(False)
+        try:
+            return bool(reader.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except OSError:
+            return True  # let DONE surface the error
+    finally:
+        try:
+            sock.settimeout(timeout)
+        except OSError:
+            pass
 
 
 def _closed_by_server(client, timeout: float) -> bool:
@@ -402,18 +431,24 @@ class ImapService:
         self._supervisor.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop every poller (each finishes its current step) and wait up to ``timeout`` seconds."""
+    def stop(self, timeout: float = 10.0) -> list[str]:
+        """Stop every poller (each finishes its current step) and wait up to ``timeout`` seconds;
+        return the names of mailboxes whose poller had not finished by then (logged too)."""
         self._stop_event.set()
         deadline = time.monotonic() + timeout
         if self._supervisor is not None:
             self._supervisor.join(max(0.0, deadline - time.monotonic()))
-        for poller in self.pollers.values():
+        pollers = list(self.pollers.values())
+        for poller in pollers:
             poller.stop()
-        for poller in self.pollers.values():
+        for poller in pollers:
             poller.join(max(0.0, deadline - time.monotonic()))
         self.pollers.clear()
         self._fingerprints.clear()
+        late = [p.config.name for p in pollers if p.is_alive()]
+        if late:
+            log.warning("IMAP pollers still finishing after stop", extra={"mailboxes": late})
+        return late
 
     def wait(self) -> None:
         """Block until ``stop()`` is called (the foreground ``ticketpost imap``)."""
