@@ -17,6 +17,11 @@ _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 
 
+def _lower(value):
+    """Unicode lower-case for SQLite's ``lower()``; NULL and non-text pass through."""
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE``.
 
@@ -31,6 +36,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection, _record):
             dbapi_connection.isolation_level = None
+            # SQLite's own lower() folds only ASCII; client names are unique by lower(name), so
+            # make it fold like PostgreSQL's (and Python's): "ÄRZTE GmbH" clashes with "Ärzte GmbH".
+            dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")

@@ -16,7 +16,6 @@ itself only rolls back.
 from __future__ import annotations
 
 import logging
-import string
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -102,17 +101,12 @@ def matches_any(connection: Connection, expression, values: list[str] | list[int
     return expression.in_(values)
 
 
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
 def name_folder(connection: Connection) -> Callable[[str], str]:
     """Python's twin of the database's ``lower()``, which keys client names (a unique index).
 
-    SQLite's ``lower()`` folds only ASCII letters (``À`` stays ``À``); PostgreSQL's folds all.
-    Keys computed the database's way find exactly the rows its unique index would clash with.
+    PostgreSQL's ``lower()`` folds all letters, and models.db gives SQLite connections the same
+    Unicode ``lower()``, so ``str.lower`` finds exactly the rows the unique index would clash with.
     """
-    if connection.dialect.name == "sqlite":
-        return lambda text: text.translate(_ASCII_LOWER)
     return str.lower
 
 

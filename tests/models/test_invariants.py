@@ -76,3 +76,10 @@ def test_timestamps_come_back_timezone_aware(engine):
         session.commit()
         session.expire_all()
         assert session.get(Client, client.id).created_at.tzinfo is not None
+
+
+def test_client_names_are_unique_ignoring_case_beyond_ascii(engine):
+    with Session(engine) as session:
+        _client(session, "Ärzte GmbH")
+        with pytest.raises(IntegrityError):
+            _client(session, "ÄRZTE gmbh")
