@@ -427,7 +427,7 @@ def run(args) -> dict:
         ids = [s.inbound_id for s in accepted if s.inbound_id is not None]
         routed = stack.wait_routed(ids)
         cpu1 = (cpu_seconds(smtp_proc.pid), cpu_seconds(worker_proc.pid), time.process_time())
-        per = [(b - a) * 1000 / max(1, len(accepted)) for a, b in zip(cpu0, cpu1)]
+        per = [(b - a) * 1000 / max(1, len(accepted)) for a, b in zip(cpu0, cpu1, strict=True)]
         worker_cpu = f"{per[1]:.1f} ms" if args.worker_processes == 1 else "n/a (children)"
         print(f"CPU per message: listener {per[0]:.1f} ms, worker {worker_cpu}, "
               f"load client {per[2]:.1f} ms (PostgreSQL and Redis not counted)", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The SMTP listener: accepts mail for the support addresses and answers 250 only once it is durable.
+"""The SMTP listener: takes mail for the support addresses; answers 250 only once it is durable.
 
 Built on aiosmtpd. What it guarantees (SPEC §4):
 
@@ -94,7 +94,9 @@ class RecipientPolicy:
                 try:
                     domains.add(normalize_domain(entry[2:]))
                 except InvalidDomain as exc:
-                    raise SmtpConfigError(f"TICKETPOST_SUPPORT_ADDRESSES entry {entry!r}: {exc}")
+                    raise SmtpConfigError(
+                        f"TICKETPOST_SUPPORT_ADDRESSES entry {entry!r}: {exc}"
+                    ) from None
             elif "@" in entry:
                 addresses.add(_canonical_address(entry))
             else:

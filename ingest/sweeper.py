@@ -28,7 +28,9 @@ from models.db import session_scope
 log = logging.getLogger(__name__)
 
 
-def stale_inbound_ids(*, grace_s: float, limit: int = 500, engine: Engine | None = None) -> list[int]:
+def stale_inbound_ids(
+    *, grace_s: float, limit: int = 500, engine: Engine | None = None
+) -> list[int]:
     """Ids of messages still ``received`` that arrived more than ``grace_s`` seconds ago."""
     cutoff = utcnow() - timedelta(seconds=grace_s)
     with session_scope(engine) as session:

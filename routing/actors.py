@@ -30,7 +30,7 @@ _IMPORT_BROKER = StubBroker()
 
 
 def _route(inbound_id: int) -> None:
-    """Route inbound message ``inbound_id``; on the final retry record the fault instead of raising."""
+    """Route inbound message ``inbound_id``; on the last retry record the fault, do not raise."""
     from routing import pipeline
 
     try:

@@ -113,7 +113,7 @@ def is_in_process(broker: dramatiq.Broker | None = None) -> bool:
 
 
 def enqueue(inbound_id: int) -> bool:
-    """Hand ``inbound_id`` to the routing workers; ``False`` (and a log line) when the broker is down.
+    """Hand ``inbound_id`` to the routing workers; ``False`` (and a log line) if the broker is down.
 
     The message is already committed when this is called, so a failed hand-over loses nothing:
     the sweeper re-sends stored but unrouted messages after its grace period.

@@ -201,3 +201,7 @@ def _fresh_queue_broker():
     from routing.broker import reset_broker
 
     reset_broker()
+
+
+# Fixtures of the SMTP intake tests (start_stack, private_redis), usable by any test module.
+pytest_plugins = ["tests.ingest.smtp_fixtures"]

@@ -151,7 +151,7 @@ STOP_ORDER: tuple[Callable[[Running, float], None], ...] = (
 
 
 def stop_all(running: Running, timeout: float) -> None:
-    """Stop every started component in :data:`STOP_ORDER`; a failing stop does not block the rest."""
+    """Stop every started component in :data:`STOP_ORDER`; a failing stop blocks nothing."""
     for step in STOP_ORDER:
         try:
             step(running, timeout)

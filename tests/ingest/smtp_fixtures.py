@@ -212,7 +212,7 @@ def private_redis(tmp_path):
 
 
 class CuttableLink:
-    """A TCP forwarder 127.0.0.1:port → target; ``cut()`` drops every connection and refuses new ones."""
+    """A TCP forwarder 127.0.0.1:port → target; ``cut()`` drops all links and refuses new ones."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -287,7 +287,7 @@ class CuttableLink:
 
 
 def ticketpost_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start ``ticketpost ARGS`` with ``env`` (TICKETPOST_* from it only), output to ``log_path``."""
+    """Start ``ticketpost ARGS`` with ``env`` (its TICKETPOST_* only), output to ``log_path``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETPOST_")}
     full_env.update(env)
     log = open(log_path, "ab")

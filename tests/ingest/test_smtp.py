@@ -13,20 +13,17 @@ import pytest
 from ingest.smtp import (
     REPLY_DATABASE_DOWN,
     SmtpConfigError,
-    SmtpServer,
     check_bind,
 )
 from models.db import make_engine
 from tests.conftest import free_port, service_missing
-from tests.ingest.smtp_fixtures import (  # noqa: F401 - fixtures
+from tests.ingest.smtp_fixtures import (
     CuttableLink,
     assert_each_routed_once,
-    configure,
     count_inbound,
     inbound_rows,
     message,
     self_signed_cert,
-    start_stack,
     wait_until,
 )
 from ticketpost.settings import Settings
@@ -153,7 +150,7 @@ def test_dot_stuffed_lines_are_stored_as_the_sender_wrote_them(start_stack, sqli
 
 
 def test_lines_longer_than_rfc_5322_allows_are_still_accepted(start_stack, sqlite_url):
-    """Real senders emit over-long lines (generated HTML); refusing them with 5xx would lose mail."""
+    """Real senders emit over-long lines (generated HTML); a 5xx for them would lose mail."""
     stack = start_stack(sqlite_url, worker=False)
     long_line = b"<p>" + b"y" * 5000 + b"</p>"
     with smtp(stack) as client:
@@ -199,7 +196,9 @@ def test_the_database_going_away_during_a_session_gives_451_and_stores_nothing(
             link.restore()
             # The sending server retries: now it is stored, once.
             assert client.sendmail("alice@acme.example", ["help@msp.example"], message(3)) == {}
-        subjects = sorted(r.raw.split(b"Subject: ")[1].split(b"\r\n")[0] for r in inbound_rows(real))
+        subjects = sorted(
+            r.raw.split(b"Subject: ")[1].split(b"\r\n")[0] for r in inbound_rows(real)
+        )
         assert subjects == [b"printer number 1 is jammed", b"printer number 3 is jammed"]
         real.dispose()
     finally:
@@ -274,8 +273,8 @@ def test_a_stalled_data_transfer_is_closed_by_the_data_timeout(start_stack, sqli
     with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as raw:
         f = raw.makefile("rwb")
         f.readline()
-        for line in (b"EHLO c.example", b"MAIL FROM:<a@acme.example>", b"RCPT TO:<help@msp.example>",
-                     b"DATA"):
+        for line in (b"EHLO c.example", b"MAIL FROM:<a@acme.example>",
+                     b"RCPT TO:<help@msp.example>", b"DATA"):
             f.write(line + b"\r\n")
             f.flush()
             while True:

@@ -1,4 +1,4 @@
-"""The DATA reader of the SMTP listener: whatever the chunking, the stored bytes are what was sent."""
+"""The DATA reader of the SMTP listener: however the bytes arrive, it stores what was sent."""
 
 from __future__ import annotations
 

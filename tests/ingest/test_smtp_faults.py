@@ -17,13 +17,11 @@ import pytest
 
 from models.db import make_engine
 from tests.conftest import free_port, port_open
-from tests.ingest.smtp_fixtures import (  # noqa: F401 - fixtures
+from tests.ingest.smtp_fixtures import (
     assert_each_routed_once,
     count_inbound,
     inbound_rows,
     message,
-    private_redis,
-    start_stack,
     stop_process,
     ticketpost_process,
     wait_until,
@@ -35,7 +33,7 @@ STORED = re.compile(rb"stored as inbound message (\d+)")
 
 
 def send(port: int, numbers, *, sessions: int = 1) -> list[int]:
-    """Send message(n) for each n over ``sessions`` parallel sessions; return the acknowledged ids."""
+    """Send message(n) for each n over ``sessions`` parallel sessions; return the acked ids."""
     numbers = list(numbers)
     acked: list[int] = []
     lock = threading.Lock()

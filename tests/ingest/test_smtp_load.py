@@ -8,10 +8,9 @@ import uuid
 
 import pytest
 
-from tests.ingest.smtp_fixtures import (  # noqa: F401 - fixtures
+from tests.ingest.smtp_fixtures import (
     assert_each_routed_once,
     count_inbound,
-    start_stack,
     stop_process,
     ticketpost_process,
     wait_until,

@@ -1,4 +1,4 @@
-"""``ticketpost worker``: the routing worker role (Redis queue); scale with threads and processes."""
+"""``ticketpost worker``: the routing worker role (Redis queue); threads and processes scale it."""
 
 from __future__ import annotations
 
