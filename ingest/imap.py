@@ -129,16 +129,6 @@ def record_failure(engine: Engine, mailbox_id: int, error: str) -> None:
         )
 
 
-def record_success(engine: Engine, mailbox_id: int) -> None:
-    """Write a successful pass into the mailbox's health fields."""
-    with session_scope(engine) as session:
-        session.execute(
-            update(Mailbox)
-            .where(Mailbox.id == mailbox_id)
-            .values(last_success_at=utcnow(), consecutive_failures=0)
-        )
-
-
 def describe(exc: BaseException) -> str:
     """A one-line description of a failure for the health fields and logs."""
     text = str(exc).strip() or "no details"
@@ -273,8 +263,7 @@ class MailboxPoller(threading.Thread):
                     hand_over=self.hand_over,
                     should_stop=self._stop_event.is_set,
                 )
-                self.passes += 1
-                record_success(self.engine, self.config.id)
+                self.passes += 1  # record_pass wrote last_success_at
                 if self.failures:
                     log.info("IMAP mailbox recovered", extra={"mailbox": self.config.name,
                                                              "after_failures": self.failures})

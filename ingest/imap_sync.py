@@ -16,7 +16,8 @@ The order is the guarantee (SPEC §4):
    ``BATCH_STEPS``: inspect sizes → download ``BODY.PEEK[]`` (leaves ``\\Seen`` alone) → commit the
    messages and the new ``last_uid`` in ONE transaction (compare-and-set on the checkpoint, so a
    second poller can never store the same UID) → hand the ids to the routing queue → ``\\Seen`` or
-   MOVE to the processed folder, and record ``acked_uid``.
+   MOVE to the processed folder (``acked_uid`` is written with the next commit).
+5. ``record_pass``: the final ``acked_uid``, the health fields, one transaction.
 
 A message over ``TICKETPOST_SMTP_MAX_MESSAGE_BYTES`` (by ``RFC822.SIZE``) is not downloaded. It gets
 an inbound record with status and outcome ``failed``, empty raw bytes, ``size`` = its real size,
@@ -38,7 +39,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
 from ingest.store import content_sha256, inbound_values, insert_inbound_batch
@@ -163,6 +164,7 @@ class SyncPass:
     uidvalidity: int = 0
     uidnext: int = 1
     keywords_allowed: bool = True
+    advance_to: int | None = None  # old mail all filtered out: last_uid may jump here
     result: PassResult = field(default_factory=PassResult)
 
     @property
@@ -292,7 +294,7 @@ def finish_acknowledgements(ctx: SyncPass) -> None:
             extra={"mailbox": ctx.config.name, "count": len(uids)},
         )
         _acknowledge_uids(ctx, uids)
-    _record_acked(ctx, ctx.last_uid)
+    ctx.checkpoint.acked_uid = ctx.last_uid  # written with the next commit, or by record_pass
 
 
 def ingest_new_mail(ctx: SyncPass) -> None:
@@ -306,8 +308,24 @@ def ingest_new_mail(ctx: SyncPass) -> None:
             step(ctx, batch)
         pending = pending[len(batch.uids):]
     if ctx.last_uid < ctx.resync_until:
-        _advance(ctx, ctx.resync_until)
-        _record_acked(ctx, ctx.resync_until)
+        ctx.advance_to = ctx.resync_until
+
+
+def record_pass(ctx: SyncPass) -> None:
+    """One small transaction at the end of a pass: how far acknowledgement got, the jump past
+    filtered-out old mail (compare-and-set), and the success in the health fields."""
+    with session_scope(ctx.engine) as session:
+        row = _locked_row(session, ctx.config.id)
+        _expect(row, ctx.checkpoint)
+        if ctx.advance_to is not None and ctx.advance_to > ctx.last_uid:
+            row.last_uid = ctx.advance_to
+            if ctx.checkpoint.acked_uid == ctx.last_uid:  # nothing of it needs flagging
+                ctx.checkpoint.acked_uid = ctx.advance_to
+        row.acked_uid = ctx.checkpoint.acked_uid
+        row.last_success_at = utcnow()
+        row.consecutive_failures = 0
+    if ctx.advance_to is not None and ctx.advance_to > ctx.last_uid:
+        ctx.checkpoint.last_uid = ctx.advance_to
 
 
 STEPS: tuple[Callable[[SyncPass], None], ...] = (
@@ -315,6 +333,7 @@ STEPS: tuple[Callable[[SyncPass], None], ...] = (
     adopt_uidvalidity,
     finish_acknowledgements,
     ingest_new_mail,
+    record_pass,
 )
 
 
@@ -387,6 +406,7 @@ def commit(ctx: SyncPass, batch: Batch) -> None:
         for item, stub in stubs:
             item.inbound_id = stub.id
         row.last_uid = batch.max_uid
+        row.acked_uid = ctx.checkpoint.acked_uid  # the previous batch's, saves a transaction
         row.last_success_at = utcnow()
         row.consecutive_failures = 0
     ctx.checkpoint.last_uid = batch.max_uid
@@ -416,7 +436,9 @@ def acknowledge(ctx: SyncPass, batch: Batch) -> None:
     if large and ctx.keywords_allowed:
         ctx.client.add_flags(uid_set(large), [TOO_LARGE_KEYWORD.encode()], silent=True)
     ctx.result.acknowledged += len(done)
-    _record_acked(ctx, batch.max_uid)
+    # recorded by the next batch's commit or record_pass; a crash before that only means
+    # these are flagged (or found moved) once more
+    ctx.checkpoint.acked_uid = batch.max_uid
 
 
 BATCH_STEPS: tuple[Callable[[SyncPass, Batch], None], ...] = (
@@ -432,7 +454,7 @@ BATCH_STEPS: tuple[Callable[[SyncPass, Batch], None], ...] = (
 
 
 def take_mail_notices(client) -> bool:
-    """True when the server announced messages (EXISTS/RECENT) alongside other commands; forgets them.
+    """True when the server announced mail (EXISTS/RECENT) alongside other answers; forgets it.
 
     Servers announce mail that arrives during a pass with the next command's answer, and say it
     once only: imaplib keeps such untagged answers aside (``untagged_responses``) where nothing
@@ -545,25 +567,6 @@ def _acknowledge_uids(ctx: SyncPass, uids: list[int]) -> None:
         ctx.client.add_flags(uid_set(uids), [b"\\Deleted", SEEN], silent=True)
         if ctx.client.has_capability("UIDPLUS"):
             ctx.client.uid_expunge(uid_set(uids))
-
-
-def _record_acked(ctx: SyncPass, uid: int) -> None:
-    with session_scope(ctx.engine) as session:
-        session.execute(
-            update(Mailbox)
-            .where(Mailbox.id == ctx.config.id, Mailbox.uidvalidity == ctx.uidvalidity)
-            .values(acked_uid=uid)
-        )
-    ctx.checkpoint.acked_uid = uid
-
-
-def _advance(ctx: SyncPass, uid: int) -> None:
-    """Move ``last_uid`` past old mail that was all filtered out (compare-and-set)."""
-    with session_scope(ctx.engine) as session:
-        row = _locked_row(session, ctx.config.id)
-        _expect(row, ctx.checkpoint)
-        row.last_uid = uid
-    ctx.checkpoint.last_uid = uid
 
 
 def _locked_row(session, mailbox_id: int) -> Mailbox:
