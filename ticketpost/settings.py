@@ -68,7 +68,7 @@ class Settings(BaseSettings):
 
     imap_sweep_interval_s: float = 60.0
     imap_idle_renew_s: float = 600.0
-    imap_batch_size: int = 100
+    imap_batch_size: int = 250  # and at most 64 MiB per batch (ingest.imap_sync.BATCH_BYTES)
     imap_timeout_s: float = 60.0
     imap_ca_file: str | None = None
     imap_backoff_initial_s: float = 1.0
