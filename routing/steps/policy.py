@@ -44,21 +44,18 @@ def policy(ctx: RoutingContext) -> None:
         ctx.explain("policy", f"{ctx.sender_email} is the primary contact of {client.name!r}")
 
 
-def _require_authenticated(ctx: RoutingContext):
+def _require_authentication(ctx: RoutingContext) -> None:
+    """Raise Rejected(rejected_unauthenticated) unless routing.authentication vouches for the sender."""
     from routing.authentication import evaluate_authentication
 
-    return evaluate_authentication(
+    verdict = evaluate_authentication(
         message=ctx.mail.message,
         raw=ctx.mail.raw,
         from_domain=ctx.sender_domain or "",
         trusted_authserv_ids=ctx.settings.trusted_authserv_ids,
         dkim_verify=ctx.settings.dkim_verify,
     )
-
-
-def _require_authentication(ctx: RoutingContext) -> None:
     who = "the client" if ctx.client.require_authenticated_sender else "the installation"
-    verdict = _require_authenticated(ctx)
     if not verdict.authenticated:
         raise Rejected(
             "rejected_unauthenticated",
