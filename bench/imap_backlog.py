@@ -128,7 +128,7 @@ def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
     from ingest.imap_sync import header_message_id
     from models import InboundMessage, Mailbox
     from models.db import get_engine, session_scope
-    from routing.broker import enqueue, setup_broker, start_worker, stop_worker
+    from routing.broker import setup_broker, start_worker, stop_worker
 
     engine = get_engine(url)
     seed_database(engine)
@@ -172,7 +172,7 @@ def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
         start_routing()
 
     # the poller sees the empty folder once, then is down while the backlog arrives
-    service = ImapService(engine=engine, settings=settings, hand_over=enqueue).start()
+    service = ImapService(engine=engine, settings=settings).start()
     _wait(lambda: checkpoint()[0] == 0, timeout=60)
     service.stop(30)
     started = time.perf_counter()
@@ -181,7 +181,7 @@ def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
     total_bytes = sum(len(raw) for raw in backlog)
 
     try:
-        service = ImapService(engine=engine, settings=settings, hand_over=enqueue)
+        service = ImapService(engine=engine, settings=settings)
         started = time.perf_counter()
         service.start()
         _wait(lambda: checkpoint()[1] >= n, timeout=600)

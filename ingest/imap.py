@@ -26,6 +26,7 @@ picked up without a restart.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import socket
 import ssl
@@ -140,6 +141,38 @@ def default_hand_over(inbound_id: int) -> bool:
     from routing.broker import enqueue
 
     return enqueue(inbound_id)
+
+
+class BackgroundHandOver:
+    """Hands stored ids to the queue from a thread of its own, so intake never waits on the broker.
+
+    The ids are committed before they get here; one lost in a crash (or left when ``close`` times
+    out) is still ``received`` in the database, and the sweeper hands it over.
+    """
+
+    def __init__(self, hand_over: Callable[[int], object] = default_hand_over) -> None:
+        self.hand_over = hand_over
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="imap-hand-over", daemon=True)
+        self._thread.start()
+
+    def __call__(self, inbound_id: int) -> None:
+        self._queue.put(inbound_id)
+
+    def _run(self) -> None:
+        while True:
+            inbound_id = self._queue.get()
+            if inbound_id is None:
+                return
+            try:
+                self.hand_over(inbound_id)
+            except Exception:  # noqa: BLE001 - the sweeper re-sends what is not handed over
+                log.warning("hand-over failed", extra={"inbound_id": inbound_id}, exc_info=True)
+
+    def close(self, timeout: float) -> None:
+        """Hand over what is queued (up to ``timeout`` seconds), then stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
 
 
 class MailboxPoller(threading.Thread):
@@ -399,11 +432,14 @@ class ImapService:
         *,
         engine: Engine | None = None,
         settings: Settings | None = None,
-        hand_over: Callable[[int], object] = default_hand_over,
+        hand_over: Callable[[int], object] | None = None,
     ) -> None:
+        """``hand_over`` (called in the poller thread) defaults to the routing queue, fed from a
+        background thread (``BackgroundHandOver``)."""
         self.settings = settings or get_settings()
         self.engine = engine or get_engine(self.settings.database_url)
-        self.hand_over = hand_over
+        self._background = BackgroundHandOver() if hand_over is None else None
+        self.hand_over = hand_over or self._background
         self.pollers: dict[int, MailboxPoller] = {}
         self._fingerprints: dict[int, tuple] = {}
         self._stop_event = threading.Event()
@@ -434,6 +470,8 @@ class ImapService:
             poller.join(max(0.0, deadline - time.monotonic()))
         self.pollers.clear()
         self._fingerprints.clear()
+        if self._background is not None:
+            self._background.close(max(0.5, deadline - time.monotonic()))
         late = [p.config.name for p in pollers if p.is_alive()]
         if late:
             log.warning("IMAP pollers still finishing after stop", extra={"mailboxes": late})
