@@ -94,6 +94,12 @@ def create_app(*, engine: Engine | None = None, settings: Settings | None = None
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
+    # Reads (GET, HEAD) on PostgreSQL autocommit: see admin_api.deps.get_session.
+    app.state.read_sessionmaker = (
+        session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+        if engine.dialect.name == "postgresql"
+        else None
+    )
     app.state.readiness_checks = dict(READINESS_CHECKS)
 
     _install_error_handlers(app)

@@ -18,6 +18,7 @@ from ticketpost.settings import Settings
 
 MAX_ID = 2**31 - 1
 MAX_OFFSET = 2**31 - 1
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
 
@@ -27,7 +28,22 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
     Creating a session does no I/O, so it happens on the event loop; closing it returns the
     connection to the pool (a rollback on the wire), so that runs in the thread pool.
+
+    Reads (GET, HEAD) on PostgreSQL use ``app.state.read_sessionmaker``, whose connections
+    autocommit. At PostgreSQL's READ COMMITTED every statement takes its own snapshot anyway, so
+    a read sees the same data; what goes away is the BEGIN before the first statement and the
+    ROLLBACK at the end (two round trips), and with them the thread-pool hop for closing: psycopg
+    sends nothing when an idle autocommit connection goes back to the pool. A token's last use
+    (written at most once a minute) commits on its own.
     """
+    read_sessionmaker = request.app.state.read_sessionmaker
+    if read_sessionmaker is not None and request.method in READ_METHODS:
+        session = read_sessionmaker()
+        try:
+            yield session
+        finally:
+            session.close()  # autocommit: nothing to roll back, no I/O
+        return
     session = request.app.state.sessionmaker()
     try:
         yield session

@@ -20,7 +20,7 @@ def client_out(view: service.ClientView) -> ClientOut:
     data = {k: getattr(client, k) for k in ClientOut.model_fields if k not in ("domains", "primary_contact_id")}
     return ClientOut(
         **data,
-        domains=sorted(d.domain for d in client.domains),
+        domains=view.domains,
         primary_contact_id=view.primary_contact_id,
     )
 

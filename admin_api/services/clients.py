@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from admin_api.services.domains import canonical_domain, set_domains
@@ -34,10 +34,11 @@ _NOT_NULL = ("name", "tickets_only_by_primary_contact", "require_authenticated_s
 
 @dataclass(frozen=True)
 class ClientView:
-    """A client with what its JSON carries beyond its columns: the primary contact's id."""
+    """A client with what its JSON carries beyond its columns: domains (sorted), primary contact id."""
 
     client: Client
     primary_contact_id: int | None
+    domains: list[str]
 
 
 def create_client(
@@ -113,25 +114,33 @@ def list_clients(
     limit: int = 50,
     offset: int = 0,
 ) -> Page[ClientView]:
-    """Clients by name, filtered, with domains and primary contact (no query per client)."""
-    query = _views_query().order_by(Client.name, Client.id)
-    if q:
-        query = query.where(
-            or_(
-                Client.name.icontains(q, autoescape=True),
-                Client.business_id.icontains(q, autoescape=True),
+    """Clients by name, filtered, with domains and primary contact (no query per client).
+
+    ``domain`` alone (which client registered a sender's domain, asked on every lookup) runs a
+    statement built once with its values bound at execution: SQLAlchemy memoizes a statement
+    object's cache key, which a statement built per request recomputes.
+    """
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if domain is not None and not q:
+        params["domain"] = canonical_domain(domain, loc=("query", "domain"))
+        query = _BY_DOMAIN
+    else:
+        query = _views_query().order_by(Client.name, Client.id)
+        if q:
+            query = query.where(
+                or_(
+                    Client.name.icontains(q, autoescape=True),
+                    Client.business_id.icontains(q, autoescape=True),
+                )
             )
-        )
-    if domain is not None:
-        canonical = canonical_domain(domain, loc=("query", "domain"))
-        query = query.where(
-            Client.id.in_(select(ClientDomain.client_id).where(ClientDomain.domain == canonical))
-        )
-    rows = session.execute(query.limit(limit).offset(offset)).all()
-    items = [ClientView(client=row[0], primary_contact_id=row[1]) for row in rows]
+        if domain is not None:
+            params["domain"] = canonical_domain(domain, loc=("query", "domain"))
+            query = query.where(_registered_domain)
+    rows = session.execute(_BY_DOMAIN_PAGE if query is _BY_DOMAIN else _page(query), params).all()
+    items = [_view(row) for row in rows]
     if len(items) < limit and (items or offset == 0):
         return Page(items=items, total=offset + len(items))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()), params)
     return Page(items=items, total=int(total or 0))
 
 
@@ -140,10 +149,18 @@ def get_client_view(session: Session, *, client_id: int) -> ClientView:
     row = session.execute(_views_query().where(Client.id == client_id)).first()
     if row is None:
         raise NotFound("client", client_id)
-    return ClientView(client=row[0], primary_contact_id=row[1])
+    return _view(row)
+
+
+def _view(row) -> ClientView:
+    return ClientView(
+        client=row[0], primary_contact_id=row[1], domains=sorted(row[2].split(",")) if row[2] else []
+    )
 
 
 def _views_query():
+    """Clients with their primary contact's id and their domains (comma-joined; a domain name
+    has no comma) as correlated subqueries: one statement for any number of clients."""
     primary = (
         select(Contact.id)
         .where(Contact.client_id == Client.id, Contact.is_primary.is_(True))
@@ -152,7 +169,26 @@ def _views_query():
         .scalar_subquery()
         .label("primary_contact_id")
     )
-    return select(Client, primary).options(selectinload(Client.domains))
+    domains = (
+        select(func.aggregate_strings(ClientDomain.domain, ","))
+        .where(ClientDomain.client_id == Client.id)
+        .correlate(Client)
+        .scalar_subquery()
+        .label("domains")
+    )
+    return select(Client, primary, domains)
+
+
+def _page(query):
+    return query.limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+# Clients that registered the domain bound as ``domain``.
+_registered_domain = Client.id.in_(
+    select(ClientDomain.client_id).where(ClientDomain.domain == bindparam("domain"))
+)
+_BY_DOMAIN = _views_query().where(_registered_domain).order_by(Client.name, Client.id)
+_BY_DOMAIN_PAGE = _page(_BY_DOMAIN)
 
 
 def primary_contact_ids(session: Session, client_ids: Sequence[int]) -> dict[int, int]:
@@ -170,7 +206,12 @@ def primary_contact_ids(session: Session, client_ids: Sequence[int]) -> dict[int
 def views(session: Session, clients: Sequence[Client]) -> list[ClientView]:
     """The clients with their primary contact ids (one extra query for all of them)."""
     primaries = primary_contact_ids(session, [c.id for c in clients])
-    return [ClientView(client=c, primary_contact_id=primaries.get(c.id)) for c in clients]
+    return [
+        ClientView(
+            client=c, primary_contact_id=primaries.get(c.id), domains=sorted(d.domain for d in c.domains)
+        )
+        for c in clients
+    ]
 
 
 def view(session: Session, client: Client) -> ClientView:
