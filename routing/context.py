@@ -39,6 +39,8 @@ class RoutingContext:
     ticket: Ticket | None = None  # the ticket a reply threads onto (None = a new ticket)
     reopened: bool = False
     subject: str = ""  # subject for a new ticket (reply prefixes and tags stripped)
+    message: dict | None = None  # the ticket message to store, written with the outcome
+    ticket_status: str | None = None  # a reply's new ticket status (None = unchanged)
     outcome: str | None = None
     reason: str = ""
     explanation: list[dict[str, str]] = field(default_factory=list)

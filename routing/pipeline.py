@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from models import InboundMessage, Ticket, utcnow
+from models import InboundMessage, Ticket, TicketMessage, utcnow
 from models.db import get_engine
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
@@ -45,6 +46,37 @@ STEPS: tuple[Step, ...] = (parse, loop_guard, sender, client, contact, thread, p
 
 #: The inbound row, locked until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises).
 _LOCK_INBOUND = select(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).with_for_update()
+
+
+def _typed(table, prefix: str, column: str):
+    return bindparam(prefix + column, type_=table.c[column].type)
+
+
+_INBOUND, _TICKETS, _MESSAGES = InboundMessage.__table__, Ticket.__table__, TicketMessage.__table__
+_KEPT_UNLESS_GIVEN = ("attempts", "message_id", "subject", "sender_email")  # None keeps the stored value
+_ALWAYS_SET = ("status", "outcome", "reason", "explanation", "client_id", "contact_id", "ticket_id", "routed_at")
+MESSAGE_COLUMNS = ("ticket_id", "inbound_id", "message_id", "sender_email", "body_text", "attachments", "created_at")
+
+#: The outcome on the inbound row. Core statements built once with bind parameters (compiled-cache
+#: hits; the ORM unit of work was a third of routing's CPU).
+_RECORD = (
+    update(_INBOUND)
+    .where(_INBOUND.c.id == bindparam("o_inbound_id"))
+    .values({c: func.coalesce(_typed(_INBOUND, "o_", c), _INBOUND.c[c]) for c in _KEPT_UNLESS_GIVEN}
+            | {c: _typed(_INBOUND, "o_", c) for c in _ALWAYS_SET})
+)
+#: The ticket message the write step prepared.
+_ADD_MESSAGE = insert(_MESSAGES).values({c: _typed(_MESSAGES, "m_", c) for c in MESSAGE_COLUMNS})
+#: A reply touches its ticket (None status = unchanged; "open" reopens).
+_TOUCH_TICKET = (
+    update(_TICKETS)
+    .where(_TICKETS.c.id == bindparam("t_id"))
+    .values(status=func.coalesce(_typed(_TICKETS, "t_", "status"), _TICKETS.c.status),
+            updated_at=_typed(_TICKETS, "t_", "updated_at"))
+)
+#: On PostgreSQL the three travel as one statement (data-modifying CTEs): one round trip.
+_RECORD_WITH_MESSAGE = _RECORD.add_cte(_ADD_MESSAGE.cte("new_message"))
+_RECORD_WITH_REPLY = _RECORD_WITH_MESSAGE.add_cte(_TOUCH_TICKET.cte("touched_ticket"))
 
 
 class InboundNotFound(LookupError):
@@ -131,6 +163,7 @@ def _run(ctx: RoutingContext) -> RouteResult:
     except RoutingStop as stop:
         ctx.outcome, ctx.reason = stop.outcome, stop.reason
         ctx.explain(getattr(stop, "step", None) or name, stop.reason)
+    written = ctx.outcome in ("ticket_created", "ticket_updated", "triaged")
     return record_outcome(
         ctx.session,
         ctx.inbound,
@@ -140,7 +173,10 @@ def _run(ctx: RoutingContext) -> RouteResult:
         explanation=ctx.explanation,
         client_id=ctx.client.id if ctx.client is not None else None,
         contact_id=ctx.contact.id if ctx.contact is not None else None,
-        ticket=ctx.ticket if ctx.outcome in ("ticket_created", "ticket_updated", "triaged") else None,
+        ticket=ctx.ticket if written else None,
+        message=ctx.message if written else None,
+        reply=ctx.outcome == "ticket_updated",
+        ticket_status=ctx.ticket_status if written else None,
         attempts=(ctx.inbound.attempts or 0) + 1,
         message_id=ctx.message_id or None,
         subject=ctx.mail.subject if ctx.mail is not None else None,
@@ -169,6 +205,9 @@ def record_outcome(
     client_id: int | None = None,
     contact_id: int | None = None,
     ticket: Ticket | None = None,
+    message: dict | None = None,
+    reply: bool = False,
+    ticket_status: str | None = None,
     attempts: int | None = None,
     message_id: str | None = None,
     subject: str | None = None,
@@ -177,27 +216,50 @@ def record_outcome(
     """THE place an inbound message's outcome is recorded (in the caller's transaction) and logged.
 
     Everything routing learned about the row (attempts, Message-ID, subject, sender) is written
-    here too, so one UPDATE carries it.
+    here too, so one UPDATE carries it; with it the ticket message the write step prepared
+    (``message``: :data:`MESSAGE_COLUMNS`) and, for a ``reply``, its ticket's ``updated_at`` and
+    ``ticket_status`` (None = unchanged). On PostgreSQL that is one
+    statement. The ORM objects are updated as stored, without a reload.
     """
-    if attempts is not None:
-        inbound.attempts = attempts
-    if message_id is not None:
-        inbound.message_id = clean_text(message_id, 998)
-    if subject is not None:
-        inbound.subject = clean_text(subject, 10000)
-    if sender_email is not None:
-        inbound.sender_email = sender_email
-    inbound.status = status
-    inbound.outcome = outcome
-    inbound.reason = clean_text(reason or "")
-    inbound.explanation = [
-        {"step": clean_text(str(e.get("step", ""))), "decision": clean_text(str(e.get("decision", "")))}
-        for e in explanation
-    ]
-    inbound.client_id = client_id
-    inbound.contact_id = contact_id
-    inbound.ticket_id = ticket.id if ticket is not None else None
-    inbound.routed_at = utcnow()
+    values = {
+        "attempts": attempts,
+        "message_id": clean_text(message_id, 998) if message_id is not None else None,
+        "subject": clean_text(subject, 10000) if subject is not None else None,
+        "sender_email": sender_email,
+        "status": status,
+        "outcome": outcome,
+        "reason": clean_text(reason or ""),
+        "explanation": [
+            {"step": clean_text(str(e.get("step", ""))), "decision": clean_text(str(e.get("decision", "")))}
+            for e in explanation
+        ],
+        "client_id": client_id,
+        "contact_id": contact_id,
+        "ticket_id": ticket.id if ticket is not None else None,
+        "routed_at": utcnow(),
+    }
+    params = {"o_inbound_id": inbound.id, **{"o_" + k: v for k, v in values.items()}}
+    touch = reply and ticket is not None
+    if message is not None:
+        params.update({"m_" + k: message[k] for k in MESSAGE_COLUMNS})
+    if touch:
+        params.update({"t_id": ticket.id, "t_status": ticket_status, "t_updated_at": utcnow()})
+    if session.get_bind().dialect.name == "postgresql":
+        statement = _RECORD_WITH_REPLY if touch else _RECORD_WITH_MESSAGE if message is not None else _RECORD
+        session.execute(statement, params)
+    else:  # SQLite has no data-modifying CTEs: the same statements one by one
+        if message is not None:
+            session.execute(_ADD_MESSAGE, params)
+        if touch:
+            session.execute(_TOUCH_TICKET, params)
+        session.execute(_RECORD, params)
+    for key, value in values.items():
+        if value is not None or key not in _KEPT_UNLESS_GIVEN:
+            set_committed_value(inbound, key, value)
+    if touch:
+        if ticket_status is not None:
+            set_committed_value(ticket, "status", ticket_status)
+        set_committed_value(ticket, "updated_at", params["t_updated_at"])
     log.info(
         "inbound %s: %s (%s)", inbound.id, outcome, inbound.reason,
         extra={"inbound_id": inbound.id, "outcome": outcome},

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from models import TicketMessage, utcnow
+from models import utcnow
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.tickets import LOOKUP, open_ticket
 
 
-def _message_fields(ctx: RoutingContext) -> dict:
+def _message_fields(ctx: RoutingContext, ticket_id: int, at) -> dict:
+    """The ticket message (routing.pipeline.MESSAGE_COLUMNS), stored with the outcome in one statement."""
     body = ctx.mail.body
     return {
+        "ticket_id": ticket_id,
+        "created_at": at,
         "inbound_id": ctx.inbound.id,
         "message_id": ctx.message_id,
         "sender_email": ctx.sender_email,
@@ -32,10 +35,9 @@ def write(ctx: RoutingContext) -> None:
     at = ctx.inbound.received_at or utcnow()
     if ctx.ticket is not None:
         ticket = ctx.ticket
-        ctx.session.add(TicketMessage(ticket_id=ticket.id, created_at=at, **_message_fields(ctx)))
+        ctx.message = _message_fields(ctx, ticket.id, at)
         if ctx.reopened:
-            ticket.status = "open"
-        ticket.updated_at = utcnow()  # written with the inbound outcome, in one flush at commit
+            ctx.ticket_status = "open"  # with updated_at, written with the outcome
         ctx.outcome = "ticket_updated"
         ctx.reason = f"appended to ticket #{ticket.number}" + (" and reopened it" if ctx.reopened else "")
         ctx.explain("write", ctx.reason)
@@ -47,10 +49,10 @@ def write(ctx: RoutingContext) -> None:
         subject=clean_text(ctx.subject),
         channel="email",
         at=at,
-        first_message=_message_fields(ctx),
         contract_id=_known_contract(ctx),
     )
     ctx.ticket = ticket
+    ctx.message = _message_fields(ctx, ticket.id, at)
     if ctx.client is None:
         ctx.outcome = "triaged"
         ctx.reason = f"new ticket #{ticket.number} in triage: {ctx.sender_email} belongs to no client"
