@@ -205,3 +205,6 @@ def _fresh_queue_broker():
 
 # Fixtures of the SMTP intake tests (start_stack, private_redis), usable by any test module.
 pytest_plugins = ["tests.ingest.smtp_fixtures"]
+
+# The private Dovecot of the IMAP tests (fixture ``dovecot``), registered like the SMTP fixtures.
+pytest_plugins += ["tests.ingest.dovecot"]

@@ -373,7 +373,7 @@ class Dovecot:
             client.logout()
 
 
-# --- pytest fixtures (import them into a test module: ``from tests.ingest.dovecot import dovecot``)
+# --- pytest fixtures (registered for the whole suite in tests/conftest.py: pytest_plugins)
 
 import pytest  # noqa: E402
 

@@ -12,7 +12,6 @@ from ingest.imap import ImapService
 from ingest.imap_sync import TOO_LARGE_KEYWORD
 from models import InboundMessage
 from models.db import session_scope
-from tests.ingest.dovecot import dovecot  # noqa: F401 - fixture
 from tests.ingest.imap_support import (
     add_mailbox,
     ago,

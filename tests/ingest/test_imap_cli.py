@@ -12,7 +12,6 @@ from ingest.imap_sync import uid_set
 from models import Mailbox
 from models.db import dispose_engines, session_scope
 from models.secrets import decrypt_secret
-from tests.ingest.dovecot import dovecot  # noqa: F401 - fixture
 from tests.ingest.imap_support import (
     SECRET_KEY,
     eventually,

@@ -18,7 +18,6 @@ from ingest.imap_lock import NAMESPACE
 from models import InboundMessage, TicketMessage
 from models.db import session_scope
 from routing.pipeline import route_inbound
-from tests.ingest.dovecot import dovecot  # noqa: F401 - fixture
 from tests.ingest.imap_support import (
     SECRET_KEY,
     add_mailbox,

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from models import Mailbox
 from models.db import session_scope
 from tests.conftest import free_port
-from tests.ingest.dovecot import dovecot  # noqa: F401 - fixture
 from tests.ingest.imap_support import (
     SECRET_KEY,
     add_mailbox,
