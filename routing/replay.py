@@ -7,6 +7,9 @@ What replay means, decided here once for the admin API and ``ticketpost replay``
 * A message still ``received`` (never routed: a lost hand-over, a crash) is re-enqueued as is.
 * A ``routed`` message is left alone and reported as skipped: routing is idempotent, its outcome
   stands. (To re-decide a rejected message after fixing data, deliver it again.)
+* A record whose raw bytes were never downloaded (an IMAP message over the size limit: empty raw,
+  real size) is left alone and reported as not downloaded: there is nothing to route, and a
+  reset would erase the reason that says why.
 * Unknown ids are reported as missing.
 
 The reset is committed before the hand-over; if the broker is down the message stays
@@ -19,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from models import InboundMessage
@@ -37,6 +40,7 @@ class ReplayReport:
 
     replayed: list[int] = field(default_factory=list)
     skipped_routed: list[int] = field(default_factory=list)
+    skipped_not_downloaded: list[int] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
     not_enqueued: list[int] = field(default_factory=list)
 
@@ -69,7 +73,11 @@ def replay_report(
         status = "failed"
 
     report = ReplayReport()
-    query = select(InboundMessage.id, InboundMessage.status).order_by(InboundMessage.id)
+    query = select(
+        InboundMessage.id,
+        InboundMessage.status,
+        ((func.length(InboundMessage.raw) == 0) & (InboundMessage.size > 0)).label("stub"),
+    ).order_by(InboundMessage.id)
     if inbound_ids is not None:
         query = query.where(InboundMessage.id.in_([int(i) for i in inbound_ids]))
     if status is not None:
@@ -87,11 +95,14 @@ def replay_report(
         if inbound_ids is not None:
             report.missing = [int(i) for i in inbound_ids if int(i) not in found]
         for row in rows:
-            if row.status in REPLAYABLE_STATUSES:
+            if row.stub:
+                report.skipped_not_downloaded.append(row.id)
+            elif row.status in REPLAYABLE_STATUSES:
                 report.replayed.append(row.id)
             else:
                 report.skipped_routed.append(row.id)
-        failed = [row.id for row in rows if row.status == "failed"]
+        replayed = set(report.replayed)
+        failed = [row.id for row in rows if row.status == "failed" and row.id in replayed]
         if failed:
             session.execute(
                 update(InboundMessage)
@@ -107,6 +118,7 @@ def replay_report(
         extra={
             "replayed": len(report.replayed),
             "skipped_routed": len(report.skipped_routed),
+            "skipped_not_downloaded": len(report.skipped_not_downloaded),
             "missing": len(report.missing),
         },
     )

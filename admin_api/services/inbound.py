@@ -86,4 +86,9 @@ def replay_message(session: Session, *, inbound_id: int, engine: Engine) -> Repl
         raise NotFound("inbound message", inbound_id)
     if inbound_id in report.skipped_routed:
         raise Conflict(f"inbound message {inbound_id} was routed meanwhile; its outcome stands")
+    if inbound_id in report.skipped_not_downloaded:
+        raise Conflict(
+            f"inbound message {inbound_id} was never downloaded ({message.reason}); "
+            "there is nothing to replay"
+        )
     return Replayed(inbound_id=inbound_id, enqueued=inbound_id not in report.not_enqueued)

@@ -108,6 +108,8 @@ def run(args) -> int:
         _route_here(report.replayed, engine=engine, settings=settings)
     if report.skipped_routed:
         print(f"left alone, already routed: {_ids(report.skipped_routed)}")
+    if report.skipped_not_downloaded:
+        print(f"left alone, never downloaded (too large): {_ids(report.skipped_not_downloaded)}")
     if report.missing:
         print(f"not found: {_ids(report.missing)}", file=sys.stderr)
         return 1
