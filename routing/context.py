@@ -28,6 +28,7 @@ class RoutingContext:
     inbound: InboundMessage
     mail: "ParsedMail | None" = None
     message_id: str = ""  # the Message-ID (or synthetic one), storable as it is
+    locked_message_id: str | None = None  # the Message-ID whose duplicate lock is already held
     sender_email: str | None = None
     sender_domain: str | None = None
     sender_name: str = ""

@@ -47,6 +47,21 @@ STEPS: tuple[Step, ...] = (parse, loop_guard, sender, client, contact, thread, p
 #: The inbound row, locked until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises).
 _LOCK_INBOUND = select(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).with_for_update()
 
+#: The Message-ID as PostgreSQL reads it from the first 16 KiB of the raw bytes: a plain
+#: ``Message-ID: <id>`` header line (NULL when there is none, or it is folded or not ASCII).
+_RAW_MESSAGE_ID = func.substring(
+    func.encode(func.substring(InboundMessage.raw, 1, 16384), "escape"),
+    r"(?in)^message-id:[ \t]*<([^>\s]+)>",
+)
+#: PostgreSQL: the same row lock, and in the same round trip the duplicate lock of the sender step
+#: (routing.steps.sender.duplicate_lock) on that Message-ID; the sender step compares it with the
+#: parsed one and takes the lock itself when they differ (or the SQL found none).
+_LOCK_INBOUND_AND_DUPLICATES = (
+    select(InboundMessage, _RAW_MESSAGE_ID, func.pg_advisory_xact_lock(func.hashtextextended(_RAW_MESSAGE_ID, 0)))
+    .where(InboundMessage.id == bindparam("inbound_id"))
+    .with_for_update()
+)
+
 
 def _typed(table, prefix: str, column: str):
     return bindparam(prefix + column, type_=table.c[column].type)
@@ -123,14 +138,20 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
     session = Session(engine, expire_on_commit=False)
     session.info["routing_started"] = time.perf_counter()  # for the routing duration metric
     try:
-        inbound = session.scalars(_LOCK_INBOUND, {"inbound_id": inbound_id}).first()
+        locked_message_id = None
+        if engine.dialect.name == "postgresql":
+            row = session.execute(_LOCK_INBOUND_AND_DUPLICATES, {"inbound_id": inbound_id}).first()
+            inbound, locked_message_id = (row[0], row[1]) if row is not None else (None, None)
+        else:
+            inbound = session.scalars(_LOCK_INBOUND, {"inbound_id": inbound_id}).first()
         if inbound is None:
             raise InboundNotFound(f"no inbound message with id {inbound_id}")
         if inbound.status == "routed":
             result = stored_result(session, inbound)
             session.rollback()
             return result
-        ctx = RoutingContext(session=session, settings=settings, inbound=inbound)
+        ctx = RoutingContext(session=session, settings=settings, inbound=inbound,
+                             locked_message_id=locked_message_id)
         result = _run(ctx)
         session.commit()
         return result

@@ -18,7 +18,10 @@ from routing.steps.loop_guard import rate_limit
 _LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*|"[^"\r\n]*")$""")
 
 
-#: pg_advisory_xact_lock on a 64-bit hash of "<Message-ID>\n<sender>" (released at commit).
+#: pg_advisory_xact_lock on a 64-bit hash of the Message-ID (released at commit). Keyed by the
+#: Message-ID alone, not (Message-ID, sender): copies from different senders merely wait for each
+#: other, and routing.pipeline can take the same lock in its first statement, before the sender
+#: is known.
 _DUPLICATE_LOCK = select(
     func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key", type_=Text), 0))
 )
@@ -98,11 +101,13 @@ def sender(ctx: RoutingContext) -> None:
         ctx.explain("sender", f"sender {address}")
 
     # Two copies of one message routed at the same time must not both pass the duplicate check:
-    # on PostgreSQL they queue on a transaction lock keyed by (Message-ID, sender); the second
-    # then sees the first one's committed ticket message. (SQLite's BEGIN IMMEDIATE already
-    # serialises whole routings.)
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(_DUPLICATE_LOCK, {"key": f"{ctx.message_id}\n{address}"})
+    # on PostgreSQL they queue on a transaction lock keyed by the Message-ID, taken in a statement
+    # before the one that checks; the second then sees the first one's committed ticket message.
+    # Usually the pipeline's row-lock statement already took it (locked_message_id); a statement
+    # of its own only when PostgreSQL read another Message-ID than the parser (folded, missing,
+    # not ASCII). (SQLite's BEGIN IMMEDIATE already serialises whole routings.)
+    if ctx.locked_message_id != ctx.message_id and ctx.session.get_bind().dialect.name == "postgresql":
+        ctx.session.execute(_DUPLICATE_LOCK, {"key": ctx.message_id})
 
     # one round trip for what the database knows about the sender (used by the next steps too)
     record = lookup_sender(ctx.session, email=address, message_id=ctx.message_id,
