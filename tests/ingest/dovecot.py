@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import grp
-import ipaddress
 import os
 import pwd
 import shutil
@@ -26,6 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.tls import self_signed_cert
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -110,46 +111,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _self_signed(directory: Path) -> Path:
-    """Write a key and a self-signed certificate for 127.0.0.1/localhost; return the cert path."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(mode=0o755)
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path = directory / "cert.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path
-
-
 def _descendants(pid: int) -> list[int]:
     """PIDs of every process below ``pid`` (read from /proc)."""
     children: dict[int, list[int]] = {}
@@ -196,7 +157,8 @@ class Dovecot:
         os.chmod(root, 0o755)
         for sub in ("run", "state", "log", "home"):
             (root / sub).mkdir(mode=0o755)
-        cert_path = _self_signed(root / "tls")
+        (root / "tls").mkdir(mode=0o755)
+        cert_path, _key = self_signed_cert(root / "tls")
         (root / "passwd").write_text(f"{user}:{{PLAIN}}{password}\n")
         os.chmod(root / "passwd", 0o644)
         port, ssl_port = _free_port(), _free_port()

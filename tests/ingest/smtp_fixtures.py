@@ -7,7 +7,6 @@ stopped by PID.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from sqlalchemy import func, select
 from models import InboundMessage, TicketMessage
 from models.db import dispose_engines, make_engine
 from tests.conftest import free_port, port_open, service_missing
+from tests.tls import self_signed_cert  # noqa: F401  (re-exported for the SMTP tests)
 from ticketpost.settings import Settings, get_settings, reset_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -310,43 +310,3 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
     return proc.returncode
 
 
-# --- a self-signed certificate for STARTTLS -----------------------------------------------------
-
-
-def self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """Write a self-signed certificate for localhost/127.0.0.1 and its key; return their paths."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "smtp.crt", directory / "smtp.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
