@@ -36,6 +36,9 @@ def normalize_domain(value: str) -> str:
     text = text.rstrip(".") if text.endswith(".") and not text.endswith("..") else text
     if any(ch.isspace() for ch in text) or ":" in text:
         raise InvalidDomain(f"{value!r} contains characters not allowed in a domain")
+    for label in text.split("."):
+        if text.isascii() and len(label) > 63:
+            raise InvalidDomain(f"label {label[:20]}... of the domain is longer than 63 characters")
     try:
         ascii_form = idna.encode(text, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError) as exc:
