@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -117,46 +117,30 @@ class Running:
     notes: list[str] = field(default_factory=list)
 
 
-def _stop_smtp(r: Running, timeout: float) -> None:
-    if r.smtp is not None:
-        r.smtp.stop(timeout)
+#: Stop accepting first, then let in-flight work finish, then stop the machinery.
+STOP_ORDER: tuple[str, ...] = ("smtp", "imap", "api", "sweeper", "worker")
 
 
-def _stop_imap(r: Running, timeout: float) -> None:
-    if r.imap is not None:
-        r.imap.stop(timeout)
-
-
-def _stop_api(r: Running, timeout: float) -> None:
-    if r.api is not None:
-        r.api.stop(timeout)
-
-
-def _stop_sweeper(r: Running, timeout: float) -> None:
-    if r.sweeper is not None:
-        r.sweeper.stop(timeout)
-
-
-def _stop_worker(r: Running, timeout: float) -> None:
-    if r.worker is not None:
+def _stop(name: str, component: Any, timeout: float) -> None:
+    """Stop one started component; the routing worker is a dramatiq Worker with its own stop."""
+    if name == "worker":
         from routing.broker import stop_worker
 
-        stop_worker(r.worker, timeout)
-
-
-#: Stop accepting first, then let in-flight work finish, then stop the machinery.
-STOP_ORDER: tuple[Callable[[Running, float], None], ...] = (
-    _stop_smtp, _stop_imap, _stop_api, _stop_sweeper, _stop_worker,
-)
+        stop_worker(component, timeout)
+    else:
+        component.stop(timeout)
 
 
 def stop_all(running: Running, timeout: float) -> None:
     """Stop every started component in :data:`STOP_ORDER`; a failing stop blocks nothing."""
-    for step in STOP_ORDER:
+    for name in STOP_ORDER:
+        component = getattr(running, name)
+        if component is None:
+            continue
         try:
-            step(running, timeout)
+            _stop(name, component, timeout)
         except Exception:  # noqa: BLE001 - keep stopping the rest
-            log.exception("stopping failed", extra={"step": step.__name__})
+            log.exception("stopping failed", extra={"step": name})
     from models.db import dispose_engines
 
     dispose_engines()
