@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from admin_api.services.domains import canonical_domain, set_domains
-from admin_api.services.errors import Conflict, Invalid, NotFound
+from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page
 from models import Client, ClientDomain, Contact, Sla, ThresholdProfile, Ticket, utcnow
 
@@ -223,13 +223,7 @@ def view(session: Session, client: Client) -> ClientView:
 
 
 def _checked(session: Session, values: Mapping[str, Any], *, client_id: int | None) -> dict[str, Any]:
-    unknown = set(values) - set(CLIENT_FIELDS)
-    if unknown:
-        raise Invalid(min(unknown), "is not a field of a client")
-    out = dict(values)
-    for key in _NOT_NULL:
-        if key in out and out[key] is None:
-            raise Invalid(key, f"{key} cannot be null")
+    out = checked_fields(values, allowed=CLIENT_FIELDS, what="a client", not_null=_NOT_NULL)
     if "name" in out:
         name = (out["name"] or "").strip()
         if not name:

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_api.services.errors import Conflict, Invalid, NotFound
+from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import Client, Contact, utcnow
 from models.domain_names import InvalidDomain, normalize_domain
@@ -188,13 +188,7 @@ def _client(session: Session, client_id: int, *, loc: str | None) -> Client:
 
 
 def _checked(session: Session, values: Mapping[str, Any], *, contact_id: int | None) -> dict[str, Any]:
-    unknown = set(values) - set(CONTACT_FIELDS)
-    if unknown:
-        raise Invalid(min(unknown), "is not a field of a contact")
-    out = dict(values)
-    for key in _NOT_NULL:
-        if key in out and out[key] is None:
-            raise Invalid(key, f"{key} cannot be null")
+    out = checked_fields(values, allowed=CONTACT_FIELDS, what="a contact", not_null=_NOT_NULL)
     for key in ("first_name", "last_name"):
         if key in out:
             out[key] = out[key].strip()

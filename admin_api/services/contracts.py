@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from admin_api.services.errors import Invalid, NotFound
+from admin_api.services.errors import Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import CONTRACT_TYPES, Client, Contract, utcnow
 
@@ -68,10 +68,7 @@ def list_contracts(session: Session, *, client_id: int, limit: int = 50, offset:
 
 
 def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(values) - set(CONTRACT_FIELDS)
-    if unknown:
-        raise Invalid(min(unknown), "is not a field of a contract")
-    out = dict(values)
+    out = checked_fields(values, allowed=CONTRACT_FIELDS, what="a contract")
     if "name" in out:
         if out["name"] is None or not str(out["name"]).strip():
             raise Invalid("name", "a contract needs a name")

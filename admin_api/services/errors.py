@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 class ServiceError(Exception):
@@ -30,3 +31,19 @@ class Invalid(ServiceError):
         self.loc = (loc,) if isinstance(loc, str) else tuple(loc)
         self.message = message
         super().__init__(f"{'.'.join(str(p) for p in self.loc)}: {message}")
+
+
+def checked_fields(
+    values: Mapping[str, Any], *, allowed: Iterable[str], what: str, not_null: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A copy of ``values`` once no key is outside ``allowed`` and no ``not_null`` key is None.
+
+    ``what`` names the thing in the message: "is not a field of {what}".
+    """
+    unknown = set(values) - set(allowed)
+    if unknown:
+        raise Invalid(min(unknown), f"is not a field of {what}")
+    for key in not_null:
+        if key in values and values[key] is None:
+            raise Invalid(key, f"{key} cannot be null")
+    return dict(values)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from admin_api.services.errors import Conflict, Invalid, NotFound
+from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import Mailbox, utcnow
 from models.secrets import encrypt_secret
@@ -87,10 +87,7 @@ def update_mailbox(
 ) -> Mailbox:
     """Apply ``changes`` (only the keys given); a new password is encrypted, never stored plain."""
     mailbox = get_mailbox(session, mailbox_id=mailbox_id)
-    unknown = set(changes) - set(_UPDATABLE)
-    if unknown:
-        raise Invalid(min(unknown), "is not a field of a mailbox that can be changed")
-    changes = dict(changes)
+    changes = checked_fields(changes, allowed=_UPDATABLE, what="a mailbox that can be changed")
     password = changes.pop("password", None)
     values = _validated(changes, partial=True)
     if "name" in values and values["name"] != mailbox.name:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from admin_api.services.errors import Conflict, Invalid, NotFound
+from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import Client, Sla, utcnow
 
@@ -89,9 +89,7 @@ def list_slas(session: Session, *, limit: int = 50, offset: int = 0) -> Page[Sla
 
 
 def _apply(session: Session, sla: Sla, changes: Mapping[str, Any]) -> None:
-    unknown = set(changes) - set(SLA_FIELDS)
-    if unknown:
-        raise Invalid(min(unknown), "is not a field of an SLA")
+    checked_fields(changes, allowed=SLA_FIELDS, what="an SLA")
     if "name" in changes:
         name = (changes["name"] or "").strip()
         if not name:

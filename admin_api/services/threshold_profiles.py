@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from admin_api.services.errors import Conflict, Invalid, NotFound
+from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import Client, ThresholdProfile, utcnow
 
@@ -74,9 +74,7 @@ def list_threshold_profiles(session: Session, *, limit: int = 50, offset: int = 
 
 
 def _apply(session: Session, profile: ThresholdProfile, changes: Mapping[str, Any]) -> None:
-    unknown = set(changes) - set(PROFILE_FIELDS)
-    if unknown:
-        raise Invalid(min(unknown), "is not a field of a threshold profile")
+    checked_fields(changes, allowed=PROFILE_FIELDS, what="a threshold profile")
     if "name" in changes:
         name = (changes["name"] or "").strip()
         if not name:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from admin_api.services.errors import Invalid, NotFound
+from admin_api.services.errors import Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import TICKET_STATUSES, Client, Contact, Contract, Sla, Ticket, utcnow
 
@@ -60,12 +60,10 @@ def open_api_ticket(
 def update_ticket(session: Session, *, ticket_id: int, changes: Mapping[str, Any]) -> Ticket:
     """Change status, subject, client, contact or contract of a ticket (only the keys given)."""
     ticket = get_ticket(session, ticket_id=ticket_id, with_messages=False)
-    unknown = set(changes) - set(TICKET_UPDATE_FIELDS)
-    if unknown:
-        raise Invalid(min(unknown), "is not a field of a ticket that can be changed")
-    for key in ("subject", "status"):
-        if key in changes and changes[key] is None:
-            raise Invalid(key, f"{key} cannot be null")
+    checked_fields(
+        changes, allowed=TICKET_UPDATE_FIELDS, what="a ticket that can be changed",
+        not_null=("subject", "status"),
+    )
     if "status" in changes:
         if changes["status"] not in TICKET_STATUSES:
             raise Invalid("status", f"status must be one of {', '.join(TICKET_STATUSES)}")
