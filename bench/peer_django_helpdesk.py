@@ -95,6 +95,19 @@ def _cpu_s() -> float:
 # --- child: ticketpost --------------------------------------------------------------------------
 
 
+def _measured(side, n: int) -> dict:
+    """The figures both sides report the same way: rate, peak memory, SQL and CPU per message."""
+    return {
+        "side": side.name,
+        "messages": side.messages,
+        "elapsed_s": side.elapsed,
+        "per_s": side.messages / side.elapsed,
+        "peak_rss_mb": _peak_rss_mb(),
+        "sql_per_message": side.statements / n,
+        "cpu_ms_per_message": 1000 * side.cpu / n,
+    }
+
+
 def _time_steps(pipeline) -> dict[str, float]:
     """Wrap each routing step so its wall time adds up in the returned dict (``--steps``)."""
     totals: dict[str, float] = {}
@@ -196,13 +209,7 @@ class OursSide:
             }
         self.engine.dispose()
         return {
-            "side": self.name,
-            "messages": self.messages,
-            "elapsed_s": self.elapsed,
-            "per_s": self.messages / self.elapsed,
-            "peak_rss_mb": _peak_rss_mb(),
-            "sql_per_message": self.statements / n,
-            "cpu_ms_per_message": 1000 * self.cpu / n,
+            **_measured(self, n),
             "step_ms_per_message": {k: 1000 * v / n for k, v in self.step_totals.items()},
             "errors": self.errors,
             "records": records,
@@ -353,13 +360,7 @@ class PeerSide:
         }
         connections.close_all()
         return {
-            "side": self.name,
-            "messages": self.messages,
-            "elapsed_s": self.elapsed,
-            "per_s": self.messages / self.elapsed,
-            "peak_rss_mb": _peak_rss_mb(),
-            "sql_per_message": self.statements / n,
-            "cpu_ms_per_message": 1000 * self.cpu / n,
+            **_measured(self, n),
             "errors": self.errors,
             "records": self.records,
             "database": database,
