@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from models import Client, Contact, InboundMessage, Ticket
+from models import Client, Contact, Ticket
+from routing.records import ClientRow, ContactRow, InboundRow, TicketRow
 
 if TYPE_CHECKING:
     from routing.mailparse import ParsedMail
@@ -23,9 +25,10 @@ class RoutingContext:
     ``GET /api/v1/inbound/{id}`` and ``ticketpost route`` show.
     """
 
-    session: Session
+    session: Session  # for the rare ORM work (a contact created on the spot)
+    db: Connection  # the session's connection: the hot path's Core statements run here
     settings: "Settings"
-    inbound: InboundMessage
+    inbound: InboundRow
     mail: "ParsedMail | None" = None
     message_id: str = ""  # the Message-ID (or synthetic one), storable as it is
     locked_message_id: str | None = None  # the Message-ID whose duplicate lock is already held
@@ -33,11 +36,11 @@ class RoutingContext:
     sender_domain: str | None = None
     sender_name: str = ""
     record: "SenderRecord | None" = None  # what the database knows about the sender
-    client: Client | None = None
+    client: ClientRow | Client | None = None
     client_via: str = ""  # "contact" or "domain <registered domain>"
-    contact: Contact | None = None
+    contact: ContactRow | Contact | None = None
     contact_created: bool = False
-    ticket: Ticket | None = None  # the ticket a reply threads onto (None = a new ticket)
+    ticket: TicketRow | Ticket | None = None  # the ticket a reply threads onto (None = a new ticket)
     reopened: bool = False
     subject: str = ""  # subject for a new ticket (reply prefixes and tags stripped)
     message: dict | None = None  # the ticket message to store, written with the outcome

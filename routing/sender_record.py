@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Date, bindparam, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
-from models import Client, Contact, Contract, Ticket, TicketMessage
+from models import Client, Contact, Contract, Sla, Ticket, TicketMessage
+from routing.records import ClientRow, ContactRow, SlaRow, columns, take
 from routing.steps.loop_guard import RECENT_NEW_TICKETS, recent_window
 
 _DUPLICATE = (
@@ -43,11 +44,18 @@ _ACTIVE_CONTRACT_OF_CLIENT = (
 _ONE_ROW = select(literal(1).label("one")).subquery("one_row")
 
 _SENDER_RECORD = (
-    select(RECENT_NEW_TICKETS, _DUPLICATE, _ACTIVE_CONTRACT_OF_CLIENT, Contact, Client)
+    select(RECENT_NEW_TICKETS, _DUPLICATE, _ACTIVE_CONTRACT_OF_CLIENT,
+           *columns(ContactRow, Contact.__table__, "contact_"),
+           *columns(ClientRow, Client.__table__, "client_"),
+           *columns(SlaRow, Sla.__table__, "sla_"))
     .select_from(_ONE_ROW)
     .outerjoin(Contact, Contact.email == bindparam("email"))
     .outerjoin(Client, Client.id == Contact.client_id)
+    .outerjoin(Sla, Sla.id == Client.sla_id)
 )
+_CONTACT_AT = 3
+_CLIENT_AT = _CONTACT_AT + len(ContactRow._fields)
+_SLA_AT = _CLIENT_AT + len(ClientRow._fields)
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,13 @@ class SenderRecord:
 
     recent_new_tickets: int  # tickets this sender opened in the hour before the message
     duplicate_ticket_number: int | None  # the ticket that already has this Message-ID from them
-    contact: Contact | None  # the contact with this address, if any
-    client: Client | None  # that contact's client
+    contact: ContactRow | None  # the contact with this address, if any
+    client: ClientRow | None  # that contact's client
     active_contract_id: int | None  # that client's active contract on the received date
+    sla: SlaRow | None  # that client's SLA
 
 
-def lookup_sender(session: Session, *, email: str, message_id: str, inbound_id: int,
+def lookup_sender(db: Connection, *, email: str, message_id: str, inbound_id: int,
                   received_at: datetime) -> SenderRecord:
     """Everything routing needs to know about ``email`` before deciding, in one statement."""
     params = {
@@ -71,5 +80,8 @@ def lookup_sender(session: Session, *, email: str, message_id: str, inbound_id: 
         "day": received_at.date(),
         **recent_window(email, received_at, inbound_id),
     }
-    recent, duplicate, contract_id, contact, client = session.execute(_SENDER_RECORD, params).one()
-    return SenderRecord(recent or 0, duplicate, contact, client, contract_id if client is not None else None)
+    row = db.execute(_SENDER_RECORD, params).one()
+    recent, duplicate, contract_id = row[0], row[1], row[2]
+    client = take(ClientRow, row, _CLIENT_AT)
+    return SenderRecord(recent or 0, duplicate, take(ContactRow, row, _CONTACT_AT), client,
+                        contract_id if client is not None else None, take(SlaRow, row, _SLA_AT))

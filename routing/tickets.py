@@ -12,6 +12,7 @@ from sqlalchemy import Date, bindparam, insert, literal_column, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
+from routing.records import SlaRow
 from routing.sla import InvalidBusinessHours, due_at
 
 _CURRENT_TICKET_ID = literal_column("currval(pg_get_serial_sequence('tickets', 'id'))")
@@ -51,7 +52,7 @@ _ACTIVE_CONTRACT = (
 )
 
 
-def sla_snapshot(sla: Sla) -> dict:
+def sla_snapshot(sla: Sla | SlaRow) -> dict:
     """The SLA terms copied onto a ticket, so later SLA edits do not move its due times."""
     return {
         "sla_id": sla.id,
@@ -62,7 +63,7 @@ def sla_snapshot(sla: Sla) -> dict:
     }
 
 
-def apply_sla(ticket: Ticket, sla: Sla | None, *, at: datetime) -> None:
+def apply_sla(ticket: Ticket, sla: Sla | SlaRow | None, *, at: datetime) -> None:
     """Set the ticket's SLA snapshot and due times from ``sla`` (None clears them).
 
     Business hours that cannot be read leave the due times empty rather than failing the ticket;
@@ -90,13 +91,14 @@ def open_ticket(
     at: datetime | None = None,
     first_message: dict | None = None,
     contract_id: int | None | object = LOOKUP,
+    sla: "Sla | SlaRow | None | object" = LOOKUP,
 ) -> Ticket:
     """Create an open ticket (its id and number set) and optionally its first message.
 
     ``client`` None makes a triage ticket (no contract, no SLA). ``first_message`` holds
     TicketMessage fields (inbound_id, message_id, sender_email, body_text, attachments).
-    The ticket number is its id. ``contract_id`` skips the active-contract lookup when the
-    caller already knows the answer (None = no active contract).
+    The ticket number is its id. ``contract_id`` and ``sla`` skip the lookups of the active
+    contract and of the client's SLA when the caller already knows them (None = there is none).
     """
     at = at or utcnow()
     if at.tzinfo is None:
@@ -115,7 +117,8 @@ def open_ticket(
             contract = active_contract(session, client_id=client.id, on=at.date())
             contract_id = contract.id if contract is not None else None
         ticket.contract_id = contract_id
-        sla = session.get(Sla, client.sla_id) if client.sla_id is not None else None
+        if sla is LOOKUP:
+            sla = session.get(Sla, client.sla_id) if client.sla_id is not None else None
         apply_sla(ticket, sla, at=at)
     if session.get_bind().dialect.name == "postgresql":
         params = {key: getattr(ticket, key) for key in _INSERTED_COLUMNS}

@@ -106,11 +106,11 @@ def sender(ctx: RoutingContext) -> None:
     # Usually the pipeline's row-lock statement already took it (locked_message_id); a statement
     # of its own only when PostgreSQL read another Message-ID than the parser (folded, missing,
     # not ASCII). (SQLite's BEGIN IMMEDIATE already serialises whole routings.)
-    if ctx.locked_message_id != ctx.message_id and ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(_DUPLICATE_LOCK, {"key": ctx.message_id})
+    if ctx.locked_message_id != ctx.message_id and ctx.db.dialect.name == "postgresql":
+        ctx.db.execute(_DUPLICATE_LOCK, {"key": ctx.message_id})
 
     # one round trip for what the database knows about the sender (used by the next steps too)
-    record = lookup_sender(ctx.session, email=address, message_id=ctx.message_id,
+    record = lookup_sender(ctx.db, email=address, message_id=ctx.message_id,
                            inbound_id=ctx.inbound.id, received_at=ctx.inbound.received_at)
     ctx.record = record
     rate_limit(ctx, record.recent_new_tickets)

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, union_all
+from sqlalchemy import bindparam, select, union_all
 
 from models import OutboundMessage, Ticket, TicketMessage
 from routing.context import RoutingContext
+from routing.records import TicketRow, columns, take
 from routing.subjects import new_ticket_subject, ticket_tags
 
 MAX_REFERENCES = 100  # a References header longer than this is cut to its newest ids
+
+_TICKETS = Ticket.__table__
+_KNOWN = union_all(
+    select(TicketMessage.message_id.label("message_id"), TicketMessage.ticket_id.label("ticket_id"))
+    .where(TicketMessage.message_id.in_(bindparam("forms", expanding=True))),
+    select(OutboundMessage.message_id, OutboundMessage.ticket_id)
+    .where(OutboundMessage.message_id.in_(bindparam("forms", expanding=True))),
+).subquery()
+#: The tickets that hold any of the referenced Message-IDs. Built once (a compiled-cache hit);
+#: the expanding IN list is the only part rendered per call.
+_TICKETS_BY_MESSAGE_ID = select(_KNOWN.c.message_id, *columns(TicketRow, _TICKETS)).join(
+    _TICKETS, _TICKETS.c.id == _KNOWN.c.ticket_id
+)
+_TICKET_BY_NUMBER = select(*columns(TicketRow, _TICKETS)).where(_TICKETS.c.number == bindparam("number")).limit(1)
+_SENDER_ON_TICKET = (
+    select(TicketMessage.id)
+    .where(TicketMessage.ticket_id == bindparam("ticket_id"), TicketMessage.sender_email == bindparam("sender"))
+    .limit(1)
+)
 
 
 def thread(ctx: RoutingContext) -> None:
@@ -27,7 +47,7 @@ def thread(ctx: RoutingContext) -> None:
         ctx.explain("thread", f"ticket #{ticket.number} was {ticket.status}; the reply reopens it")
 
 
-def _by_headers(ctx: RoutingContext) -> Ticket | None:
+def _by_headers(ctx: RoutingContext) -> TicketRow | None:
     mail = ctx.mail
     in_reply_to = [i for i in mail.in_reply_to if i != mail.message_id]
     references = [i for i in mail.references if i != mail.message_id][-MAX_REFERENCES:]
@@ -39,17 +59,9 @@ def _by_headers(ctx: RoutingContext) -> Ticket | None:
     ids = list(dict.fromkeys(i for _, i in ordered))
     # we store Message-IDs without angle brackets; match rows written with them too
     forms = ids + [f"<{i}>" for i in ids]
-    known = union_all(
-        select(TicketMessage.message_id.label("message_id"), TicketMessage.ticket_id.label("ticket_id"))
-        .where(TicketMessage.message_id.in_(forms)),
-        select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(OutboundMessage.message_id.in_(forms)),
-    ).subquery()
-    rows = ctx.session.execute(
-        select(known.c.message_id, Ticket).join(Ticket, Ticket.id == known.c.ticket_id)
-    ).all()
-    found: dict[str, Ticket] = {}
-    for message_id, ticket in rows:
-        found.setdefault(message_id.strip("<>"), ticket)
+    found: dict[str, TicketRow] = {}
+    for row in ctx.db.execute(_TICKETS_BY_MESSAGE_ID, {"forms": forms}):
+        found.setdefault(row[0].strip("<>"), take(TicketRow, row, 1))
     for header, message_id in ordered:
         ticket = found.get(message_id)
         if ticket is None:
@@ -63,14 +75,14 @@ def _by_headers(ctx: RoutingContext) -> Ticket | None:
     return None
 
 
-def _by_subject_tag(ctx: RoutingContext) -> Ticket | None:
+def _by_subject_tag(ctx: RoutingContext) -> TicketRow | None:
     tags = ticket_tags(ctx.mail.subject)
     if not tags:
         if not ctx.mail.in_reply_to and not ctx.mail.references:
             ctx.explain("thread", "not a reply (no In-Reply-To, References or ticket tag): a new ticket")
         return None
     for number in tags:
-        ticket = ctx.session.scalars(select(Ticket).where(Ticket.number == number).limit(1)).first()
+        ticket = take(TicketRow, ctx.db.execute(_TICKET_BY_NUMBER, {"number": number}).first() or (None,))
         if ticket is None:
             ctx.explain("thread", f"subject tag [#{number}] names no ticket; ignored")
             continue
@@ -86,13 +98,9 @@ def _by_subject_tag(ctx: RoutingContext) -> Ticket | None:
     return None
 
 
-def _sender_belongs(ctx: RoutingContext, ticket: Ticket) -> bool:
+def _sender_belongs(ctx: RoutingContext, ticket: TicketRow) -> bool:
     """The sender may use the ticket's tag: same client; for a triage ticket, a previous sender."""
     if ticket.client_id is not None:
         return ctx.client is not None and ctx.client.id == ticket.client_id
-    earlier = ctx.session.scalars(
-        select(TicketMessage.id)
-        .where(TicketMessage.ticket_id == ticket.id, TicketMessage.sender_email == ctx.sender_email)
-        .limit(1)
-    ).first()
+    earlier = ctx.db.execute(_SENDER_ON_TICKET, {"ticket_id": ticket.id, "sender": ctx.sender_email}).first()
     return earlier is not None

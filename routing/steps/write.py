@@ -22,12 +22,12 @@ def _message_fields(ctx: RoutingContext, ticket_id: int, at) -> dict:
     }
 
 
-def _known_contract(ctx: RoutingContext):
-    """The active contract found with the sender's contact, or LOOKUP when the client came otherwise."""
+def _known_contract_and_sla(ctx: RoutingContext) -> tuple:
+    """The active contract and SLA found with the sender's contact, or LOOKUP when the client came otherwise."""
     record = ctx.record
     if record is not None and record.client is not None and ctx.client is record.client:
-        return record.active_contract_id
-    return LOOKUP
+        return record.active_contract_id, record.sla
+    return LOOKUP, LOOKUP
 
 
 def write(ctx: RoutingContext) -> None:
@@ -42,6 +42,7 @@ def write(ctx: RoutingContext) -> None:
         ctx.reason = f"appended to ticket #{ticket.number}" + (" and reopened it" if ctx.reopened else "")
         ctx.explain("write", ctx.reason)
         return
+    contract_id, sla = _known_contract_and_sla(ctx)
     ticket = open_ticket(
         ctx.session,
         client=ctx.client,
@@ -49,7 +50,8 @@ def write(ctx: RoutingContext) -> None:
         subject=clean_text(ctx.subject),
         channel="email",
         at=at,
-        contract_id=_known_contract(ctx),
+        contract_id=contract_id,
+        sla=sla,
     )
     ctx.ticket = ticket
     ctx.message = _message_fields(ctx, ticket.id, at)
