@@ -8,10 +8,14 @@ Built on aiosmtpd. What it guarantees (SPEC §4):
   refuses to start on another address (that would be an open relay into the helpdesk).
 * ``SIZE`` is advertised; a declared or actual size over ``SMTP_MAX_MESSAGE_BYTES`` gets
   ``552 5.3.4``. More than ``SMTP_MAX_CONNECTIONS`` sessions get ``421 4.7.0`` and are closed.
-* ``250`` only after :func:`ingest.store.store_inbound` committed; the database work runs in a
-  thread pool (``asyncio.to_thread``), never on the event loop. Database down → ``451 4.3.0`` and
-  nothing stored (the transaction rolls back). Then the id is enqueued; a broker outage still
-  answers ``250`` (the sweeper hands the message over later).
+* ``250`` only after the message is committed, with group commit (:class:`GroupCommitWriter`):
+  one writer thread takes every message whose DATA ended while it was busy, stores them with one
+  multi-row INSERT (:func:`ingest.store.store_inbound_batch`) and one COMMIT, then answers each
+  session with its own id. The event loop never touches the database. Database down → every
+  message of that batch gets ``451 4.3.0`` and none of it is stored (one transaction); any other
+  failure of a batch stores its messages one by one, so one bad row costs only its own ``451``.
+  Then a hand-over thread gives the ids to the queue; a broker outage still answers ``250`` (the
+  sweeper hands the message over later).
 * Any unexpected error → ``451 4.3.0`` with no internals in the reply (never aiosmtpd's
   ``500 Error: (ClassName) ...``, which makes senders drop mail).
 * STARTTLS when ``SMTP_TLS_CERT`` and ``SMTP_TLS_KEY`` are set. An idle timeout between commands
@@ -27,14 +31,20 @@ import logging
 import queue
 import ssl
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from ingest.store import store_inbound
+from ingest.store import inbound_values, store_inbound_batch
 from models.domain_names import InvalidDomain, normalize_domain
 from ticketpost.settings import Settings, get_settings
 
@@ -198,11 +208,184 @@ class _MetricsSender:
                 log.debug("SMTP metric failed", exc_info=True)
 
 
+# --- Group commit: one writer thread stores what is waiting, one COMMIT per batch ----------------
+
+#: A batch holds at most this many messages and (beyond its first message) this many raw bytes.
+BATCH_MAX_MESSAGES = 200
+BATCH_MAX_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class _Waiting:
+    """A message whose DATA has ended, waiting for the writer; ``future`` gets its id or error."""
+
+    raw: bytes
+    mail_from: str
+    rcpt_tos: list[str]
+    future: asyncio.Future
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be reached (not that one row was refused)."""
+    return isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+class _HandOver:
+    """Gives committed ids to the routing queue from its own thread, after their 250s are sent.
+
+    A slow or unreachable broker then never holds up a COMMIT or a reply; what it fails to take,
+    the sweeper re-sends (the rows are committed).
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="smtp-hand-over", daemon=True)
+        self._thread.start()
+
+    def put(self, ids: list[int]) -> None:
+        self._queue.put(ids)
+
+    def stop(self, timeout: float) -> None:
+        """Hand over what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from routing.broker import enqueue
+
+        while (ids := self._queue.get()) is not None:
+            for inbound_id in ids:
+                try:
+                    enqueue(inbound_id)
+                except Exception:  # noqa: BLE001 - the sweeper hands it over later
+                    log.exception("handing a stored message to the queue failed")
+
+
+class GroupCommitWriter:
+    """Stores SMTP messages with group commit: one thread, one transaction per batch.
+
+    Sessions whose DATA ended ``submit`` their message and wait. Each time the thread is free it
+    takes everything waiting (no timer: what queued up during the previous COMMIT is the next
+    batch), INSERTs it with one statement and COMMITs once; only then does each session learn its
+    own id, and only then are the ids handed to the routing queue. A batch that fails because the
+    database is unreachable fails as a whole (nothing of it is stored: one transaction); a batch
+    that fails for any other reason is stored again message by message, so one bad row does not
+    cost the others their ``250``.
+    """
+
+    def __init__(self, *, engine: Engine | None = None) -> None:
+        self.engine = engine
+        self.commits = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._carried: _Waiting | None = None  # taken but over a batch limit: first of the next
+        self._thread: threading.Thread | None = None
+        self._hand_over: _HandOver | None = None
+        self._lock = threading.Lock()
+
+    async def store(self, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> int:
+        """The id of the committed message; raises what storing it raised."""
+        self._start()
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put(_Waiting(raw, mail_from, rcpt_tos, future))
+        return await future
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batches queued so far and the hand-over, then end both threads."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+        if self._hand_over is not None:
+            self._hand_over.stop(timeout)
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._hand_over = _HandOver()
+                self._thread = threading.Thread(target=self._run, name="smtp-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while batch := self._next_batch():
+            results = self._store(batch)
+            try:
+                batch[0].future.get_loop().call_soon_threadsafe(_settle, batch, results)
+            except RuntimeError:  # the loop is closed: nobody is waiting for an answer
+                log.warning("stored %d messages after the SMTP loop closed", len(batch))
+            self._hand_over.put([r for r in results if isinstance(r, int)])
+
+    def _next_batch(self) -> list[_Waiting]:
+        """Block for the first waiting message, then take what else waits, within the limits."""
+        first, self._carried = self._carried or self._queue.get(), None
+        if first is None:
+            return []
+        batch, size = [first], len(first.raw)
+        while len(batch) < BATCH_MAX_MESSAGES:
+            try:
+                waiting = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if waiting is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            if size + len(waiting.raw) > BATCH_MAX_BYTES:
+                self._carried = waiting
+                break
+            batch.append(waiting)
+            size += len(waiting.raw)
+        return batch
+
+    def _store(self, batch: list[_Waiting]) -> list[int | BaseException]:
+        """One id or one exception per message of ``batch``, in order."""
+        try:
+            ids = self._commit(batch)
+        except Exception as exc:  # noqa: BLE001 - answered per message below
+            if len(batch) == 1 or _database_unavailable(exc):
+                return [exc] * len(batch)
+            log.warning("a batch of %d messages failed; storing them one by one", len(batch),
+                        extra={"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
+            return [self._store_alone(waiting) for waiting in batch]
+        return list(ids)
+
+    def _store_alone(self, waiting: _Waiting) -> int | BaseException:
+        try:
+            return self._commit([waiting])[0]
+        except Exception as exc:  # noqa: BLE001 - this message's own answer
+            return exc
+
+    def _commit(self, batch: list[_Waiting]) -> list[int]:
+        rows = [
+            inbound_values(raw=w.raw, source="smtp", envelope_from=w.mail_from,
+                           envelope_to=w.rcpt_tos)
+            for w in batch
+        ]
+        ids = store_inbound_batch(rows=rows, engine=self.engine)
+        self.commits += 1
+        return ids
+
+
+def _settle(batch: list[_Waiting], results: list[int | BaseException]) -> None:
+    """On the event loop: give each waiting session its id or its error."""
+    for waiting, result in zip(batch, results, strict=True):
+        if waiting.future.done():  # the session went away meanwhile
+            continue
+        if isinstance(result, BaseException):
+            waiting.future.set_exception(result)
+        else:
+            waiting.future.set_result(result)
+
+
 # --- The handler: what happens at RCPT and at the end of DATA -------------------------------------
 
 
 class IntakeHandler:
-    """aiosmtpd handler: recipient check at RCPT; store, commit, enqueue, then 250 at DATA."""
+    """aiosmtpd handler: recipient check at RCPT; at DATA, 250 once the group commit is done."""
 
     def __init__(self, *, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
@@ -212,6 +395,7 @@ class IntakeHandler:
         self.in_flight = 0
         self.accepted = 0
         self.metrics = _MetricsSender()
+        self.writer = GroupCommitWriter(engine=engine)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -241,9 +425,7 @@ class IntakeHandler:
             mail_from = ""  # the null reverse-path of bounces
         self.in_flight += 1
         try:
-            inbound_id = await asyncio.to_thread(
-                self._store_and_hand_over, raw, mail_from, list(envelope.rcpt_tos)
-            )
+            inbound_id = await self.writer.store(raw, mail_from, list(envelope.rcpt_tos))
         except SQLAlchemyError as exc:
             log.warning(
                 "database unavailable; answered 451",
@@ -257,17 +439,6 @@ class IntakeHandler:
             self.in_flight -= 1
         self.accepted += 1
         return REPLY_STORED.format(inbound_id=inbound_id)
-
-    def _store_and_hand_over(self, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> int:
-        """Runs in the thread pool: INSERT + COMMIT, then hand the id to the queue."""
-        from routing.broker import enqueue
-
-        inbound_id = store_inbound(
-            raw=raw, source="smtp", envelope_from=mail_from, envelope_to=rcpt_tos,
-            engine=self.engine,
-        )
-        enqueue(inbound_id)
-        return inbound_id
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error; answered 451", exc_info=error)
@@ -487,9 +658,6 @@ class SmtpServer:
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.set_default_executor(
-            ThreadPoolExecutor(self.settings.smtp_store_threads, thread_name_prefix="smtp-store")
-        )
         try:
             self._server = loop.run_until_complete(
                 loop.create_server(self._factory, host=self.host, port=self.port, backlog=512)
@@ -504,6 +672,7 @@ class SmtpServer:
         try:
             loop.run_forever()
         finally:
+            self.handler.writer.stop()
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 

@@ -37,6 +37,26 @@ def store_inbound(
         ).scalar_one()
 
 
+def store_inbound_batch(*, rows: Sequence[dict], engine: Engine | None = None) -> list[int]:
+    """INSERT ``rows`` (from ``inbound_values``) in one transaction, COMMIT once; ids in row order.
+
+    Group commit for the SMTP listener: the messages that arrived together share one statement and
+    one COMMIT, and all or none of them are stored. PostgreSQL gets one multi-row ``INSERT ...
+    RETURNING`` whose ids come back in row order (``sort_by_parameter_order``: each session is told
+    its own id even when two sessions sent the same bytes); SQLite runs one INSERT per row inside
+    the transaction, which costs no round trips there.
+    """
+    if not rows:
+        return []
+    with (engine or get_engine()).begin() as conn:
+        return list(
+            conn.execute(
+                insert(InboundMessage).returning(InboundMessage.id, sort_by_parameter_order=True),
+                list(rows),
+            ).scalars()
+        )
+
+
 def content_sha256(raw: bytes) -> str:
     """The SHA-256 of ``raw`` as hex, fed in pieces under 2 KiB.
 

@@ -222,7 +222,7 @@ def test_an_internal_error_gives_451_without_internals(start_stack, sqlite_url, 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("secret internals")
 
-    monkeypatch.setattr("ingest.smtp.store_inbound", broken)
+    monkeypatch.setattr("ingest.smtp.store_inbound_batch", broken)
     with smtp(stack) as client:
         client.mail("alice@acme.example")
         client.rcpt("help@msp.example")
@@ -328,7 +328,7 @@ def test_stopping_finishes_the_store_in_flight_then_refuses_new_mail(start_stack
     import ingest.smtp as smtp_module
 
     stack = start_stack(sqlite_url, worker=False)
-    real_store = smtp_module.store_inbound
+    real_store = smtp_module.store_inbound_batch
     started = __import__("threading").Event()
 
     def slow_store(**kwargs):
@@ -336,7 +336,7 @@ def test_stopping_finishes_the_store_in_flight_then_refuses_new_mail(start_stack
         time.sleep(0.5)
         return real_store(**kwargs)
 
-    monkeypatch.setattr(smtp_module, "store_inbound", slow_store)
+    monkeypatch.setattr(smtp_module, "store_inbound_batch", slow_store)
     result = {}
 
     def send():
