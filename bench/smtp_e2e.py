@@ -18,7 +18,10 @@ What runs, all on this machine, each as its own process:
 Phases:
 
 1. **bare** — the corpus at full speed into the bare listener → ``bare_accept_per_s``.
-2. **end to end** — the corpus at full speed into ``ticketpost smtp`` while the workers route →
+2a. **listener alone** (``--listener`` messages; at full speed, or offered at ``--listener-rate``)
+   → its accepted/s and time-to-250 with no routing competing for the CPU; 2b. the workers drain
+   them → routing alone.
+2c. **end to end** — the corpus at full speed into ``ticketpost smtp`` while the workers route →
    ``accepted_per_s`` (messages / first MAIL to last 250) and ``routed_per_s`` (messages / first
    MAIL to the last ``routed_at``). Then every acknowledged id is checked: ``lost`` = acknowledged
    but not stored or not routed by the end; ``duplicated`` = inbound messages written to a ticket
@@ -392,11 +395,16 @@ def run(args) -> dict:
         # 2a. the durable listener alone (no worker competes for the CPU yet)
         alone = corpus[n_e2e + n_paced:]  # the corpus's tail: nothing later refers to it
         if alone:
-            res = send_corpus(stack.smtp_port, alone, sessions=args.sessions, rate=None,
-                              rcpt=args.rcpt)
+            res = send_corpus(stack.smtp_port, alone, sessions=args.sessions,
+                              rate=args.listener_rate or None, rcpt=args.rcpt)
             rate_alone = len(res.accepted) / (res.last_ack - res.first_start)
-            print(f"ticketpost smtp alone (no routing running): {rate_alone:.0f} accepted/s "
-                  f"= {100 * rate_alone / bare_rate:.0f} % of bare", file=sys.stderr)
+            acks_alone = [s.ack_s * 1000 for s in res.accepted]
+            offered_alone = (f"offered {args.listener_rate:.0f}/s" if args.listener_rate
+                             else "full speed")
+            print(f"ticketpost smtp alone (no routing running, {offered_alone}): "
+                  f"{rate_alone:.0f} accepted/s = {100 * rate_alone / bare_rate:.0f} % of bare; "
+                  f"time-to-250 p50 {pct(acks_alone, 50):.1f} ms p99 {pct(acks_alone, 99):.1f} ms",
+                  file=sys.stderr)
             alone_ids = [s.inbound_id for s in res.accepted if s.inbound_id is not None]
 
         worker_proc = stack.start_worker("--processes", str(args.worker_processes),
@@ -479,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listener", type=int, default=1000,
                         help="messages for the listener-alone and routing-alone phases (0: skip)")
     parser.add_argument("--rate", type=float, default=300.0, help="offered rate of the paced phase")
+    parser.add_argument("--listener-rate", type=float, default=0.0,
+                        help="offered rate of the listener-alone phase (0: full speed)")
     parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions")
     parser.add_argument("--worker-processes", type=int, default=1)
     parser.add_argument("--worker-threads", type=int, default=4)
