@@ -25,8 +25,7 @@ class RoutingContext:
     ``GET /api/v1/inbound/{id}`` and ``ticketpost route`` show.
     """
 
-    session: Session  # for the rare ORM work (a contact created on the spot)
-    db: Connection  # the session's connection: the hot path's Core statements run here
+    db: Connection  # the transaction routing runs in; the hot path's Core statements go here
     settings: "Settings"
     inbound: InboundRow
     mail: "ParsedMail | None" = None
@@ -38,6 +37,7 @@ class RoutingContext:
     record: "SenderRecord | None" = None  # what the database knows about the sender
     client: ClientRow | Client | None = None
     client_via: str = ""  # "contact" or "domain <registered domain>"
+    client_terms: tuple | None = None  # (active contract id, SLA) of client, when read with it
     contact: ContactRow | Contact | None = None
     contact_created: bool = False
     ticket: TicketRow | Ticket | None = None  # the ticket a reply threads onto (None = a new ticket)
@@ -48,6 +48,25 @@ class RoutingContext:
     outcome: str | None = None
     reason: str = ""
     explanation: list[dict[str, str]] = field(default_factory=list)
+    _session: Session | None = field(default=None, repr=False)
+
+    @property
+    def session(self) -> Session:
+        """An ORM Session on :attr:`db`'s connection and transaction, made on first use (rare paths)."""
+        if self._session is None:
+            self._session = Session(bind=self.db, expire_on_commit=False, autoflush=True)
+        return self._session
+
+    def flush(self) -> None:
+        """Send what the ORM Session holds to the database (before the caller commits)."""
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        """Let go of the ORM Session, if one was made."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def explain(self, step: str, decision: str) -> None:
         """Record one decision of ``step`` for the explanation."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from models.db import get_engine
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import RoutingStop
+from routing.prepared import Prepared
 from routing.records import InboundRow, columns, take
 from routing.steps.client import client
 from routing.steps.contact import contact
@@ -47,7 +48,9 @@ STEPS: tuple[Step, ...] = (parse, loop_guard, sender, client, contact, thread, p
 _INBOUND, _TICKETS, _MESSAGES = InboundMessage.__table__, Ticket.__table__, TicketMessage.__table__
 
 #: The inbound row, locked until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises).
-_LOCK_INBOUND = select(*columns(InboundRow, _INBOUND)).where(_INBOUND.c.id == bindparam("inbound_id")).with_for_update()
+_LOCK_INBOUND = Prepared(
+    select(*columns(InboundRow, _INBOUND)).where(_INBOUND.c.id == bindparam("inbound_id")).with_for_update()
+)
 
 #: The Message-ID as PostgreSQL reads it from the first 16 KiB of the raw bytes: a plain
 #: ``Message-ID: <id>`` header line (NULL when there is none, or it is folded or not ASCII).
@@ -58,7 +61,7 @@ _RAW_MESSAGE_ID = func.substring(
 #: PostgreSQL: the same row lock, and in the same round trip the duplicate lock of the sender step
 #: (routing.steps.sender.duplicate_lock) on that Message-ID; the sender step compares it with the
 #: parsed one and takes the lock itself when they differ (or the SQL found none).
-_LOCK_INBOUND_AND_DUPLICATES = (
+_LOCK_INBOUND_AND_DUPLICATES = Prepared(
     select(*columns(InboundRow, _INBOUND), _RAW_MESSAGE_ID,
            func.pg_advisory_xact_lock(func.hashtextextended(_RAW_MESSAGE_ID, 0)))
     .where(_INBOUND.c.id == bindparam("inbound_id"))
@@ -94,6 +97,8 @@ _TOUCH_TICKET = (
 #: On PostgreSQL the three travel as one statement (data-modifying CTEs): one round trip.
 _RECORD_WITH_MESSAGE = _RECORD.add_cte(_ADD_MESSAGE.cte("new_message"))
 _RECORD_WITH_REPLY = _RECORD_WITH_MESSAGE.add_cte(_TOUCH_TICKET.cte("touched_ticket"))
+_RECORD, _ADD_MESSAGE, _TOUCH_TICKET, _RECORD_WITH_MESSAGE, _RECORD_WITH_REPLY = map(
+    Prepared, (_RECORD, _ADD_MESSAGE, _TOUCH_TICKET, _RECORD_WITH_MESSAGE, _RECORD_WITH_REPLY))
 
 
 class InboundNotFound(LookupError):
@@ -137,44 +142,48 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
     """
     settings = _settings(settings)
     engine = _engine(engine, settings)
-    session = Session(engine, expire_on_commit=False)
-    session.info["routing_started"] = time.perf_counter()  # for the routing duration metric
+    started = time.perf_counter()  # for the routing duration metric
+    # A Connection, not a Session: Core statements on it cost half the CPU; the few steps that
+    # need the ORM get a Session on the same connection and transaction (RoutingContext.session).
+    db = engine.connect()
+    ctx = None
     try:
-        db = session.connection()  # Core statements go here: half the CPU of Session.execute
+        db.begin()  # routing.prepared runs statements under this transaction
         postgres = engine.dialect.name == "postgresql"
-        row = db.execute(_LOCK_INBOUND_AND_DUPLICATES if postgres else _LOCK_INBOUND,
-                         {"inbound_id": inbound_id}).first()
+        row = (_LOCK_INBOUND_AND_DUPLICATES if postgres else _LOCK_INBOUND).first(db, {"inbound_id": inbound_id})
         if row is None:
             raise InboundNotFound(f"no inbound message with id {inbound_id}")
         inbound = take(InboundRow, row)
         locked_message_id = row[len(InboundRow._fields)] if postgres else None
         if inbound.status == "routed":
-            result = stored_result(session, inbound)
-            session.rollback()
+            result = stored_result(db, inbound)
+            db.rollback()
             return result
-        ctx = RoutingContext(session=session, db=db, settings=settings, inbound=inbound,
-                             locked_message_id=locked_message_id)
+        ctx = RoutingContext(db=db, settings=settings, inbound=inbound, locked_message_id=locked_message_id)
         result = _run(ctx)
-        session.commit()
-        _observe_committed(session)
+        ctx.flush()
+        db.commit()
+        _observe(result.outcome, inbound.source, time.perf_counter() - started)
         return result
     except IntegrityError:
         # Another delivery of the same id won the race to the ticket message: return its result.
-        session.rollback()
+        db.rollback()
         stored = _stored_if_routed(engine, inbound_id)
         if stored is None:
             _count_attempt(engine, inbound_id)
             raise
         return stored
     except InboundNotFound:
-        session.rollback()
+        db.rollback()
         raise
     except BaseException:
-        session.rollback()
+        db.rollback()
         _count_attempt(engine, inbound_id)
         raise
     finally:
-        session.close()
+        if ctx is not None:
+            ctx.close()
+        db.close()
 
 
 def _run(ctx: RoutingContext) -> RouteResult:
@@ -189,7 +198,7 @@ def _run(ctx: RoutingContext) -> RouteResult:
         ctx.explain(getattr(stop, "step", None) or name, stop.reason)
     written = ctx.outcome in ("ticket_created", "ticket_updated", "triaged")
     return record_outcome(
-        ctx.session,
+        ctx.db,
         ctx.inbound,
         status="routed",
         outcome=ctx.outcome or "failed",
@@ -219,7 +228,7 @@ def _claimed_sender(ctx: RoutingContext) -> str | None:
 
 
 def record_outcome(
-    session: Session,
+    db: Connection,
     inbound: InboundRow | InboundMessage,
     *,
     status: str,
@@ -237,13 +246,13 @@ def record_outcome(
     subject: str | None = None,
     sender_email: str | None = None,
 ) -> RouteResult:
-    """THE place an inbound message's outcome is recorded (in the caller's transaction) and logged.
+    """THE place an inbound message's outcome is recorded (in ``db``'s transaction) and logged.
 
     Everything routing learned about the row (attempts, Message-ID, subject, sender) is written
     here too, so one UPDATE carries it; with it the ticket message the write step prepared
     (``message``: :data:`MESSAGE_COLUMNS`) and, for a ``reply``, its ticket's ``updated_at`` and
     ``ticket_status`` (None = unchanged). On PostgreSQL that is one statement. ``inbound`` is only
-    read (its id and source); callers holding ORM objects reload them to see the outcome.
+    read (its id). The caller commits, then counts the outcome with :func:`_observe`.
     """
     values = {
         "attempts": attempts,
@@ -268,21 +277,19 @@ def record_outcome(
         params.update({"m_" + k: message[k] for k in MESSAGE_COLUMNS})
     if touch:
         params.update({"t_id": ticket.id, "t_status": ticket_status, "t_updated_at": utcnow()})
-    db = session.connection()
     if db.dialect.name == "postgresql":
         statement = _RECORD_WITH_REPLY if touch else _RECORD_WITH_MESSAGE if message is not None else _RECORD
-        db.execute(statement, params)
+        statement.rows(db, params)
     else:  # SQLite has no data-modifying CTEs: the same statements one by one
         if message is not None:
-            db.execute(_ADD_MESSAGE, params)
+            _ADD_MESSAGE.rows(db, params)
         if touch:
-            db.execute(_TOUCH_TICKET, params)
-        db.execute(_RECORD, params)
+            _TOUCH_TICKET.rows(db, params)
+        _RECORD.rows(db, params)
     log.info(
         "inbound %s: %s (%s)", inbound.id, outcome, values["reason"],
         extra={"inbound_id": inbound.id, "outcome": outcome},
     )
-    session.info.setdefault("recorded", []).append((outcome, inbound.source))  # see _observe_committed
     return RouteResult(
         inbound_id=inbound.id,
         outcome=outcome,
@@ -295,21 +302,18 @@ def record_outcome(
     )
 
 
-def _observe_committed(session: Session) -> None:
-    """Count the outcomes recorded in ``session`` in the metrics, once their transaction committed."""
+def _observe(outcome: str, source: str, seconds: float | None) -> None:
+    """Count a committed outcome (and how long routing took) in the metrics."""
     from ticketpost import metrics
 
-    started = session.info.get("routing_started")
-    seconds = time.perf_counter() - started if started is not None else None
-    for outcome, source in session.info.pop("recorded", ()):
-        metrics.observe_routing(outcome, source, seconds)
+    metrics.observe_routing(outcome, source, seconds)
 
 
-def stored_result(session: Session, inbound: InboundRow | InboundMessage) -> RouteResult:
+def stored_result(db: Connection | Session, inbound: InboundRow | InboundMessage) -> RouteResult:
     """The RouteResult recorded on an inbound row."""
     number = None
     if inbound.ticket_id is not None:
-        number = session.scalar(select(Ticket.number).where(Ticket.id == inbound.ticket_id))
+        number = db.scalar(select(Ticket.number).where(Ticket.id == inbound.ticket_id))
     return RouteResult(
         inbound_id=inbound.id,
         outcome=inbound.outcome or "",
@@ -349,21 +353,20 @@ def record_failure(inbound_id: int, *, error: str, engine: Engine | None = None)
     A message routed in the meantime is left alone. ``failed`` messages can be replayed.
     """
     engine = _engine(engine, _settings(None)) if engine is None else engine
-    with Session(engine, expire_on_commit=False) as session:
-        with session.begin():
-            row = session.connection().execute(_LOCK_INBOUND, {"inbound_id": inbound_id}).first()
-            if row is None:
-                raise InboundNotFound(f"no inbound message with id {inbound_id}")
-            inbound = take(InboundRow, row)
-            if inbound.status == "routed":
-                return
-            reason = clean_text(error or "routing failed", 4000)
-            record_outcome(
-                session,
-                inbound,
-                status="failed",
-                outcome="failed",
-                reason=reason,
-                explanation=[{"step": "failed", "decision": reason}],
-            )
-        _observe_committed(session)
+    with engine.begin() as db:
+        row = _LOCK_INBOUND.first(db, {"inbound_id": inbound_id})
+        if row is None:
+            raise InboundNotFound(f"no inbound message with id {inbound_id}")
+        inbound = take(InboundRow, row)
+        if inbound.status == "routed":
+            return
+        reason = clean_text(error or "routing failed", 4000)
+        record_outcome(
+            db,
+            inbound,
+            status="failed",
+            outcome="failed",
+            reason=reason,
+            explanation=[{"step": "failed", "decision": reason}],
+        )
+    _observe("failed", inbound.source, None)

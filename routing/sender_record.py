@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Date, bindparam, literal, select
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.engine import Connection
 
-from models import Client, Contact, Contract, Sla, Ticket, TicketMessage
+from models import Client, Contact, Sla, Ticket, TicketMessage
+from routing.prepared import Prepared
 from routing.records import ClientRow, ContactRow, SlaRow, columns, take
 from routing.steps.loop_guard import RECENT_NEW_TICKETS, recent_window
+from routing.tickets import ACTIVE_CONTRACT_OF_CLIENT
 
 _DUPLICATE = (
     select(Ticket.number)
@@ -27,24 +29,10 @@ _DUPLICATE = (
     .scalar_subquery()
 )
 
-# The client's contract covering the day; latest start wins (same rule as routing.tickets).
-_ACTIVE_CONTRACT_OF_CLIENT = (
-    select(Contract.id)
-    .where(
-        Contract.client_id == Client.id,
-        (Contract.start_date.is_(None)) | (Contract.start_date <= bindparam("day", type_=Date())),
-        (Contract.end_date.is_(None)) | (Contract.end_date >= bindparam("day", type_=Date())),
-    )
-    .order_by(Contract.start_date.desc().nulls_last(), Contract.id.desc())
-    .limit(1)
-    .correlate(Client)
-    .scalar_subquery()
-)
-
 _ONE_ROW = select(literal(1).label("one")).subquery("one_row")
 
-_SENDER_RECORD = (
-    select(RECENT_NEW_TICKETS, _DUPLICATE, _ACTIVE_CONTRACT_OF_CLIENT,
+_SENDER_RECORD = Prepared(
+    select(RECENT_NEW_TICKETS, _DUPLICATE, ACTIVE_CONTRACT_OF_CLIENT,
            *columns(ContactRow, Contact.__table__, "contact_"),
            *columns(ClientRow, Client.__table__, "client_"),
            *columns(SlaRow, Sla.__table__, "sla_"))
@@ -80,7 +68,7 @@ def lookup_sender(db: Connection, *, email: str, message_id: str, inbound_id: in
         "day": received_at.date(),
         **recent_window(email, received_at, inbound_id),
     }
-    row = db.execute(_SENDER_RECORD, params).one()
+    row = _SENDER_RECORD.first(db, params)
     recent, duplicate, contract_id = row[0], row[1], row[2]
     client = take(ClientRow, row, _CLIENT_AT)
     return SenderRecord(recent or 0, duplicate, take(ContactRow, row, _CONTACT_AT), client,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from models import Client, Contact
+from models import Client, Contact, utcnow
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import Ignored
+from routing.records import ClientRow, ContactRow, columns
 
 _NAME_SPLIT = re.compile(r"[._\-+]+")
 
@@ -62,27 +63,31 @@ def contact(ctx: RoutingContext) -> None:
         raise Ignored("ignored_contact_muted", f"contact {ctx.contact.email} is set to ignore e-mail")
 
 
-def _get_or_create(ctx: RoutingContext) -> tuple[Contact, bool]:
+_CONTACTS, _CLIENTS = Contact.__table__, Client.__table__
+_INSERT_CONTACT = insert(_CONTACTS).returning(*columns(ContactRow, _CONTACTS))
+_CONTACT_BY_EMAIL = select(*columns(ContactRow, _CONTACTS)).where(_CONTACTS.c.email == bindparam("email"))
+_CLIENT_BY_ID = select(*columns(ClientRow, _CLIENTS)).where(_CLIENTS.c.id == bindparam("client_id"))
+
+
+def _get_or_create(ctx: RoutingContext) -> tuple[ContactRow, bool]:
     """Insert the contact in a savepoint; a concurrent insert of the same e-mail wins, we reuse it."""
-    session = ctx.session
+    db = ctx.db
     first, last = names_for(ctx.sender_name, ctx.sender_email or "")
-    new = Contact(
-        client_id=ctx.client.id,
-        first_name=first,
-        last_name=last,
-        email=ctx.sender_email,
-        auto_created=True,
-        is_primary=False,
-        ignore_email=False,
-    )
+    now = utcnow()
     try:
-        with session.begin_nested():
-            session.add(new)
-        return new, True
+        with db.begin_nested():
+            row = db.execute(_INSERT_CONTACT, {
+                "client_id": ctx.client.id, "first_name": first, "last_name": last,
+                "email": ctx.sender_email, "auto_created": True, "is_primary": False,
+                "ignore_email": False, "created_at": now, "updated_at": now,
+            }).one()
+        return ContactRow._make(row), True
     except IntegrityError:
-        existing = session.scalars(select(Contact).where(Contact.email == ctx.sender_email)).first()
-        if existing is None:
+        row = db.execute(_CONTACT_BY_EMAIL, {"email": ctx.sender_email}).first()
+        if row is None:
             raise
+        existing = ContactRow._make(row)
         if existing.client_id != ctx.client.id:  # created meanwhile for another client: it decides
-            ctx.client = session.get(Client, existing.client_id)
+            ctx.client = ClientRow._make(db.execute(_CLIENT_BY_ID, {"client_id": existing.client_id}).one())
+            ctx.client_terms = None  # its contract and SLA are looked up when the ticket is opened
         return existing, False

@@ -10,6 +10,7 @@ from models.domain_names import InvalidDomain, normalize_domain
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import Ignored, Rejected
+from routing.prepared import Prepared
 from routing.sender_record import lookup_sender
 from routing.steps.loop_guard import rate_limit
 
@@ -22,9 +23,9 @@ _LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\
 #: Message-ID alone, not (Message-ID, sender): copies from different senders merely wait for each
 #: other, and routing.pipeline can take the same lock in its first statement, before the sender
 #: is known.
-_DUPLICATE_LOCK = select(
+_DUPLICATE_LOCK = Prepared(select(
     func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key", type_=Text), 0))
-)
+))
 
 
 class InvalidAddress(ValueError):
@@ -107,7 +108,7 @@ def sender(ctx: RoutingContext) -> None:
     # of its own only when PostgreSQL read another Message-ID than the parser (folded, missing,
     # not ASCII). (SQLite's BEGIN IMMEDIATE already serialises whole routings.)
     if ctx.locked_message_id != ctx.message_id and ctx.db.dialect.name == "postgresql":
-        ctx.db.execute(_DUPLICATE_LOCK, {"key": ctx.message_id})
+        _DUPLICATE_LOCK.rows(ctx.db, {"key": ctx.message_id})
 
     # one round trip for what the database knows about the sender (used by the next steps too)
     record = lookup_sender(ctx.db, email=address, message_id=ctx.message_id,

@@ -6,6 +6,7 @@ from sqlalchemy import bindparam, select, union_all
 
 from models import OutboundMessage, Ticket, TicketMessage
 from routing.context import RoutingContext
+from routing.prepared import Prepared
 from routing.records import TicketRow, columns, take
 from routing.subjects import new_ticket_subject, ticket_tags
 
@@ -23,8 +24,10 @@ _KNOWN = union_all(
 _TICKETS_BY_MESSAGE_ID = select(_KNOWN.c.message_id, *columns(TicketRow, _TICKETS)).join(
     _TICKETS, _TICKETS.c.id == _KNOWN.c.ticket_id
 )
-_TICKET_BY_NUMBER = select(*columns(TicketRow, _TICKETS)).where(_TICKETS.c.number == bindparam("number")).limit(1)
-_SENDER_ON_TICKET = (
+_TICKET_BY_NUMBER = Prepared(
+    select(*columns(TicketRow, _TICKETS)).where(_TICKETS.c.number == bindparam("number")).limit(1)
+)
+_SENDER_ON_TICKET = Prepared(
     select(TicketMessage.id)
     .where(TicketMessage.ticket_id == bindparam("ticket_id"), TicketMessage.sender_email == bindparam("sender"))
     .limit(1)
@@ -82,7 +85,7 @@ def _by_subject_tag(ctx: RoutingContext) -> TicketRow | None:
             ctx.explain("thread", "not a reply (no In-Reply-To, References or ticket tag): a new ticket")
         return None
     for number in tags:
-        ticket = take(TicketRow, ctx.db.execute(_TICKET_BY_NUMBER, {"number": number}).first() or (None,))
+        ticket = take(TicketRow, _TICKET_BY_NUMBER.first(ctx.db, {"number": number}) or (None,))
         if ticket is None:
             ctx.explain("thread", f"subject tag [#{number}] names no ticket; ignored")
             continue
@@ -102,5 +105,5 @@ def _sender_belongs(ctx: RoutingContext, ticket: TicketRow) -> bool:
     """The sender may use the ticket's tag: same client; for a triage ticket, a previous sender."""
     if ticket.client_id is not None:
         return ctx.client is not None and ctx.client.id == ticket.client_id
-    earlier = ctx.db.execute(_SENDER_ON_TICKET, {"ticket_id": ticket.id, "sender": ctx.sender_email}).first()
+    earlier = _SENDER_ON_TICKET.first(ctx.db, {"ticket_id": ticket.id, "sender": ctx.sender_email})
     return earlier is not None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from models import utcnow
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
-from routing.tickets import LOOKUP, open_ticket
+from routing.records import TicketRow
+from routing.tickets import LOOKUP, insert_ticket, ticket_values
 
 
 def _message_fields(ctx: RoutingContext, ticket_id: int, at) -> dict:
@@ -22,14 +23,6 @@ def _message_fields(ctx: RoutingContext, ticket_id: int, at) -> dict:
     }
 
 
-def _known_contract_and_sla(ctx: RoutingContext) -> tuple:
-    """The active contract and SLA found with the sender's contact, or LOOKUP when the client came otherwise."""
-    record = ctx.record
-    if record is not None and record.client is not None and ctx.client is record.client:
-        return record.active_contract_id, record.sla
-    return LOOKUP, LOOKUP
-
-
 def write(ctx: RoutingContext) -> None:
     """Create or update the ticket; set ``ctx.outcome`` and ``ctx.reason`` (committed by the pipeline)."""
     at = ctx.inbound.received_at or utcnow()
@@ -42,9 +35,9 @@ def write(ctx: RoutingContext) -> None:
         ctx.reason = f"appended to ticket #{ticket.number}" + (" and reopened it" if ctx.reopened else "")
         ctx.explain("write", ctx.reason)
         return
-    contract_id, sla = _known_contract_and_sla(ctx)
-    ticket = open_ticket(
-        ctx.session,
+    contract_id, sla = ctx.client_terms or (LOOKUP, LOOKUP)
+    values = ticket_values(
+        ctx.session if ctx.client_terms is None and ctx.client is not None else None,  # for LOOKUPs
         client=ctx.client,
         contact=ctx.contact,
         subject=clean_text(ctx.subject),
@@ -53,18 +46,19 @@ def write(ctx: RoutingContext) -> None:
         contract_id=contract_id,
         sla=sla,
     )
-    ctx.ticket = ticket
-    ctx.message = _message_fields(ctx, ticket.id, at)
+    ticket_id = insert_ticket(ctx.db, values)
+    ctx.ticket = TicketRow(id=ticket_id, number=ticket_id, client_id=values["client_id"], status="open")
+    ctx.message = _message_fields(ctx, ticket_id, at)
     if ctx.client is None:
         ctx.outcome = "triaged"
-        ctx.reason = f"new ticket #{ticket.number} in triage: {ctx.sender_email} belongs to no client"
+        ctx.reason = f"new ticket #{ticket_id} in triage: {ctx.sender_email} belongs to no client"
     else:
         ctx.outcome = "ticket_created"
-        ctx.reason = f"new ticket #{ticket.number} for client {ctx.client.name!r}"
+        ctx.reason = f"new ticket #{ticket_id} for client {ctx.client.name!r}"
     details = []
-    if ticket.contract_id is not None:
-        details.append(f"contract id {ticket.contract_id}")
-    if ticket.sla_snapshot:
-        due = ticket.first_response_due_at
-        details.append(f"SLA {ticket.sla_snapshot['name']!r}" + (f", first response due {due.isoformat(timespec='minutes')}" if due else ""))
+    if values["contract_id"] is not None:
+        details.append(f"contract id {values['contract_id']}")
+    if values["sla_snapshot"]:
+        due = values["first_response_due_at"]
+        details.append(f"SLA {values['sla_snapshot']['name']!r}" + (f", first response due {due.isoformat(timespec='minutes')}" if due else ""))
     ctx.explain("write", ctx.reason + (f" ({'; '.join(details)})" if details else ""))
