@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from routing.mailparse import decode_header_value, html_to_text, parse_message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from routing.mailparse import decode_header_value, html_to_text, parse_message, read_headers
 from routing.subjects import new_ticket_subject, strip_reply_prefixes, ticket_tags
 
 
@@ -90,3 +96,21 @@ def test_the_fast_mime_walker_reads_the_same_text_and_files_as_the_stdlib():
             len(part.get_content()) for part in reference.iter_attachments()]
         compared += 1
     assert compared > 100
+
+
+_HEADER_LINES = st.one_of(
+    st.builds(lambda n, v, eol: f"{n}:{v}{eol}".encode("utf-8", "surrogateescape"),
+              st.sampled_from(["Subject", "From", "Content-Type", "X-Odd", "from x", ":", "A"]),
+              st.text(max_size=40), st.sampled_from(["\r\n", "\n", "\r", ""])),
+    st.builds(lambda v: (" " + v + "\r\n").encode("utf-8"), st.text(max_size=20)),  # continuations
+    st.binary(max_size=30),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_HEADER_LINES, max_size=8))
+def test_the_header_reader_parses_every_block_as_the_stdlib_header_parser_does(lines):
+    head = b"".join(lines)
+    ours = read_headers(head)
+    stdlib = BytesHeaderParser(policy=compat32).parsebytes(head)
+    assert list(ours.raw_items()) == list(stdlib.raw_items())
