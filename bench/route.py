@@ -133,13 +133,31 @@ def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> d
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(max_workers=threads)
+    # Statements are counted at the driver (SQLAlchemy's events do not see routing.prepared's).
     statements = 0
+    counting = False
+    cursor_class = None  # sqlite3.Cursor cannot be patched: there SQLAlchemy's event counts
+    if engine.dialect.name == "postgresql":
+        import psycopg
+
+        cursor_class = psycopg.Cursor
+    from sqlalchemy import event
 
     def count_statement(*_args) -> None:
         nonlocal statements
-        statements += 1
+        if counting:
+            statements += 1
 
-    from sqlalchemy import event
+    if cursor_class is not None:
+        original_execute = cursor_class.execute
+
+        def counted_execute(self, *args, **kwargs):
+            count_statement()
+            return original_execute(self, *args, **kwargs)
+
+        cursor_class.execute = counted_execute
+    else:
+        event.listen(engine, "before_cursor_execute", count_statement)
 
     stdlib_s = parse_s = route_s = route_cpu_s = 0.0
     outcomes: list[str] = []
@@ -150,7 +168,7 @@ def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> d
         gc.collect()
         if profiler:
             profiler.enable()
-        event.listen(engine, "before_cursor_execute", count_statement)
+        counting = True
         start, start_cpu = time.perf_counter(), time.process_time()
         if pool is None:
             for inbound_id in chunk_ids:
@@ -160,11 +178,13 @@ def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> d
                 lambda i: route_inbound(i, engine=engine, settings=settings), chunk_ids)]
         route_s += time.perf_counter() - start
         route_cpu_s += time.process_time() - start_cpu
-        event.remove(engine, "before_cursor_execute", count_statement)
+        counting = False
         if profiler:
             profiler.disable()
     if pool is not None:
         pool.shutdown()
+    if cursor_class is not None:
+        cursor_class.execute = original_execute
     stdlib_rate, parse_rate, routed_rate = n / stdlib_s, n / parse_s, n / route_s
     print(f"stdlib parse (policy.default + body): {stdlib_rate:.0f} messages/s", file=sys.stderr)
     print(f"routing's own parse + body, no database: {parse_rate:.0f} messages/s "
