@@ -38,7 +38,9 @@ class Prepared:
         values = compiled.construct_params(params)
         for name, process in binds:
             values[name] = process(values[name])
-        cursor = db.connection.dbapi_connection.cursor()
+        # Results in binary: a bytea (the raw message) then arrives as it is, not hex-encoded at
+        # twice its size and decoded again (a third of the fetch's time for 28 KB).
+        cursor = db.connection.dbapi_connection.cursor(binary=True)
         try:
             cursor.execute(compiled.string, values)
             if not returns_rows:  # (reading cursor.description would build its column objects)
