@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
@@ -28,13 +28,22 @@ OUTCOMES = (
 )
 
 
+#: The rows ix_inbound_new_tickets_by_sender holds (routing.steps.loop_guard.RECENT_NEW_TICKETS).
+NEW_TICKET_PREDICATE = "outcome IN ('ticket_created', 'triaged')"
+
+
 class InboundMessage(Base):
     """One accepted message: raw bytes first, the routing decision later."""
 
     __tablename__ = "inbound_messages"
     __table_args__ = (
         Index("ix_inbound_status_received", "status", "received_at"),
-        Index("ix_inbound_sender_outcome", "sender_email", "received_at"),
+        # The storm guard's count of a sender's new tickets in the last hour (migration 0004):
+        # partial, so it holds only messages that opened a ticket, and covering (id), so the count
+        # reads the index, not the rows.
+        Index("ix_inbound_new_tickets_by_sender", "sender_email", "received_at",
+              postgresql_include=["id"],
+              postgresql_where=text(NEW_TICKET_PREDICATE), sqlite_where=text(NEW_TICKET_PREDICATE)),
         # Covers the metrics' count by source, status and outcome (migration 0003).
         Index("ix_inbound_source_status_outcome", "source", "status", "outcome"),
     )
