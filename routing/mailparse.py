@@ -411,12 +411,16 @@ class _Part:
         return body
 
     def charset(self) -> str | None:
+        if "charset" not in self.get("Content-Type").lower():  # the stdlib's answer, unparsed
+            return None
         try:
             return self.headers.get_content_charset()
         except Exception:  # noqa: BLE001
             return None
 
     def filename(self) -> str:
+        if "name" not in (self.get("Content-Disposition") + self.get("Content-Type")).lower():
+            return ""  # no filename= or name= parameter: the stdlib's answer, unparsed
         try:
             name = self.headers.get_filename() or self.headers.get_param("name")
         except Exception:  # noqa: BLE001

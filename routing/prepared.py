@@ -23,10 +23,13 @@ from sqlalchemy.engine import Connection
 class Prepared:
     """A Core statement run on the DBAPI cursor on PostgreSQL; ``rows()`` and ``first()`` run it."""
 
-    __slots__ = ("statement", "_compiled")
+    __slots__ = ("statement", "postgresql", "_compiled")
 
-    def __init__(self, statement) -> None:
+    def __init__(self, statement, *, postgresql=None) -> None:
         self.statement = statement
+        #: the same question in PostgreSQL's words, when the portable form cannot be compiled once
+        #: (an expanding IN list becomes ``= ANY(array)``)
+        self.postgresql = postgresql if postgresql is not None else statement
         self._compiled: tuple | None = None  # (compiled, bind processors, result processors), PostgreSQL
 
     def rows(self, db: Connection, params: dict[str, Any]) -> list[tuple]:
@@ -60,13 +63,13 @@ class Prepared:
 
     def _compile(self, db: Connection) -> tuple:
         dialect = db.dialect
-        compiled = self.statement.compile(dialect=dialect)
+        compiled = self.postgresql.compile(dialect=dialect)
         binds = []
         for bind, name in compiled.bind_names.items():
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 binds.append((name, process))
-        columns = self.statement.exported_columns
+        columns = self.postgresql.exported_columns
         results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
         self._compiled = (compiled, tuple(binds), results if any(results) else [], len(columns) > 0)
         return self._compiled

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, union_all
+from sqlalchemy import String, any_, bindparam, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import Select
 
 from models import OutboundMessage, Ticket, TicketMessage
 from routing.context import RoutingContext
@@ -13,16 +15,22 @@ from routing.subjects import new_ticket_subject, ticket_tags
 MAX_REFERENCES = 100  # a References header longer than this is cut to its newest ids
 
 _TICKETS = Ticket.__table__
-_KNOWN = union_all(
-    select(TicketMessage.message_id.label("message_id"), TicketMessage.ticket_id.label("ticket_id"))
-    .where(TicketMessage.message_id.in_(bindparam("forms", expanding=True))),
-    select(OutboundMessage.message_id, OutboundMessage.ticket_id)
-    .where(OutboundMessage.message_id.in_(bindparam("forms", expanding=True))),
-).subquery()
-#: The tickets that hold any of the referenced Message-IDs. Built once (a compiled-cache hit);
-#: the expanding IN list is the only part rendered per call.
-_TICKETS_BY_MESSAGE_ID = select(_KNOWN.c.message_id, *columns(TicketRow, _TICKETS)).join(
-    _TICKETS, _TICKETS.c.id == _KNOWN.c.ticket_id
+
+
+def _tickets_by_message_id(any_of) -> Select:
+    """The tickets holding a message (ours or a reply we sent) whose Message-ID is ``any_of``."""
+    known = union_all(
+        select(TicketMessage.message_id.label("message_id"), TicketMessage.ticket_id.label("ticket_id"))
+        .where(any_of(TicketMessage.message_id)),
+        select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(any_of(OutboundMessage.message_id)),
+    ).subquery()
+    return select(known.c.message_id, *columns(TicketRow, _TICKETS)).join(_TICKETS, _TICKETS.c.id == known.c.ticket_id)
+
+
+#: The tickets that hold any of the referenced Message-IDs (bound as ``forms``).
+_TICKETS_BY_MESSAGE_ID = Prepared(
+    _tickets_by_message_id(lambda column: column.in_(bindparam("forms", expanding=True))),
+    postgresql=_tickets_by_message_id(lambda column: column == any_(bindparam("forms", type_=ARRAY(String)))),
 )
 _TICKET_BY_NUMBER = Prepared(
     select(*columns(TicketRow, _TICKETS)).where(_TICKETS.c.number == bindparam("number")).limit(1)
@@ -63,7 +71,7 @@ def _by_headers(ctx: RoutingContext) -> TicketRow | None:
     # we store Message-IDs without angle brackets; match rows written with them too
     forms = ids + [f"<{i}>" for i in ids]
     found: dict[str, TicketRow] = {}
-    for row in ctx.db.execute(_TICKETS_BY_MESSAGE_ID, {"forms": forms}):
+    for row in _TICKETS_BY_MESSAGE_ID.rows(ctx.db, {"forms": forms}):
         found.setdefault(row[0].strip("<>"), take(TicketRow, row, 1))
     for header, message_id in ordered:
         ticket = found.get(message_id)
