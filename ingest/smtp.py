@@ -266,7 +266,7 @@ class _HandOver:
 class GroupCommitWriter:
     """Stores SMTP messages with group commit: one thread, one transaction per batch.
 
-    Sessions whose DATA ended ``submit`` their message and wait. Each time the thread is free it
+    Sessions whose DATA ended call :meth:`store` and wait. Each time the thread is free it
     takes everything waiting (no timer: what queued up during the previous COMMIT is the next
     batch), INSERTs it with one statement and COMMITs once; only then does each session learn its
     own id, and only then are the ids handed to the routing queue. A batch that fails because the
@@ -277,7 +277,6 @@ class GroupCommitWriter:
 
     def __init__(self, *, engine: Engine | None = None) -> None:
         self.engine = engine
-        self.commits = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._carried: _Waiting | None = None  # taken but over a batch limit: first of the next
         self._thread: threading.Thread | None = None
@@ -365,9 +364,7 @@ class GroupCommitWriter:
                            envelope_to=w.rcpt_tos)
             for w in batch
         ]
-        ids = store_inbound_batch(rows=rows, engine=self.engine)
-        self.commits += 1
-        return ids
+        return store_inbound_batch(rows=rows, engine=self.engine)
 
 
 def _settle(batch: list[_Waiting], results: list[int | BaseException]) -> None:
