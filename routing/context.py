@@ -44,6 +44,7 @@ class RoutingContext:
     reopened: bool = False
     subject: str = ""  # subject for a new ticket (reply prefixes and tags stripped)
     message: dict | None = None  # the ticket message to store, written with the outcome
+    new_ticket: dict | None = None  # the ticket to open (routing.tickets.ticket_values), with the outcome
     ticket_status: str | None = None  # a reply's new ticket status (None = unchanged)
     outcome: str | None = None
     reason: str = ""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from routing.mailparse import clean_text
 from routing.outcomes import RoutingStop
 from routing.prepared import Prepared
 from routing.records import InboundRow, columns, take
+from routing.tickets import NEW_TICKET_NUMBER, insert_ticket, new_ticket_insert
 from routing.steps.client import client
 from routing.steps.contact import contact
 from routing.steps.loop_guard import loop_guard
@@ -97,8 +98,29 @@ _TOUCH_TICKET = (
 #: On PostgreSQL the three travel as one statement (data-modifying CTEs): one round trip.
 _RECORD_WITH_MESSAGE = _RECORD.add_cte(_ADD_MESSAGE.cte("new_message"))
 _RECORD_WITH_REPLY = _RECORD_WITH_MESSAGE.add_cte(_TOUCH_TICKET.cte("touched_ticket"))
+#: A new ticket, its first message and the outcome in one statement: the ticket INSERT returns
+#: the id the other two use, and the number placeholder in reason and explanation becomes it.
+_NEW_TICKET = new_ticket_insert("n_").cte("new_ticket")
+_NEW_TICKET_ID = select(_NEW_TICKET.c.id).scalar_subquery()
+_NUMBER_TEXT = cast(_NEW_TICKET_ID, Text)
+_FIRST_MESSAGE = insert(_MESSAGES).from_select(
+    MESSAGE_COLUMNS,
+    select(_NEW_TICKET.c.id, *(_typed(_MESSAGES, "m_", c) for c in MESSAGE_COLUMNS[1:])),
+).cte("first_message")
+_RECORD_WITH_NEW_TICKET = (
+    _RECORD.values(
+        ticket_id=_NEW_TICKET_ID,
+        reason=func.replace(_typed(_INBOUND, "o_", "reason"), NEW_TICKET_NUMBER, _NUMBER_TEXT),
+        explanation=cast(func.replace(cast(_typed(_INBOUND, "o_", "explanation"), Text), NEW_TICKET_NUMBER,
+                                      _NUMBER_TEXT), _INBOUND.c.explanation.type),
+    )
+    .add_cte(_NEW_TICKET)
+    .add_cte(_FIRST_MESSAGE)
+    .returning(_INBOUND.c.ticket_id)
+)
 _RECORD, _ADD_MESSAGE, _TOUCH_TICKET, _RECORD_WITH_MESSAGE, _RECORD_WITH_REPLY = map(
     Prepared, (_RECORD, _ADD_MESSAGE, _TOUCH_TICKET, _RECORD_WITH_MESSAGE, _RECORD_WITH_REPLY))
+_RECORD_WITH_NEW_TICKET = Prepared(_RECORD_WITH_NEW_TICKET)
 
 
 class InboundNotFound(LookupError):
@@ -210,6 +232,7 @@ def _run(ctx: RoutingContext) -> RouteResult:
         message=ctx.message if written else None,
         reply=ctx.outcome == "ticket_updated",
         ticket_status=ctx.ticket_status if written else None,
+        new_ticket=ctx.new_ticket if written else None,
         attempts=(ctx.inbound.attempts or 0) + 1,
         message_id=ctx.message_id or None,
         subject=ctx.mail.subject if ctx.mail is not None else None,
@@ -241,6 +264,7 @@ def record_outcome(
     message: dict | None = None,
     reply: bool = False,
     ticket_status: str | None = None,
+    new_ticket: dict | None = None,
     attempts: int | None = None,
     message_id: str | None = None,
     subject: str | None = None,
@@ -251,7 +275,9 @@ def record_outcome(
     Everything routing learned about the row (attempts, Message-ID, subject, sender) is written
     here too, so one UPDATE carries it; with it the ticket message the write step prepared
     (``message``: :data:`MESSAGE_COLUMNS`) and, for a ``reply``, its ticket's ``updated_at`` and
-    ``ticket_status`` (None = unchanged). On PostgreSQL that is one statement. ``inbound`` is only
+    ``ticket_status`` (None = unchanged). A ``new_ticket`` (routing.tickets.ticket_values) is
+    opened here too: ``reason`` and ``explanation`` name it as :data:`NEW_TICKET_NUMBER` and
+    ``message`` has no ticket_id yet. On PostgreSQL that is one statement. ``inbound`` is only
     read (its id). The caller commits, then counts the outcome with :func:`_observe`.
     """
     values = {
@@ -277,10 +303,21 @@ def record_outcome(
         params.update({"m_" + k: message[k] for k in MESSAGE_COLUMNS})
     if touch:
         params.update({"t_id": ticket.id, "t_status": ticket_status, "t_updated_at": utcnow()})
-    if db.dialect.name == "postgresql":
+    postgres = db.dialect.name == "postgresql"
+    if new_ticket is not None and postgres:
+        params.update({"n_" + k: v for k, v in new_ticket.items()})
+        values["ticket_id"] = _RECORD_WITH_NEW_TICKET.first(db, params)[0]
+    elif new_ticket is not None:  # SQLite: the ticket first, then as for any other outcome
+        values["ticket_id"] = params["o_ticket_id"] = params["m_ticket_id"] = insert_ticket(db, new_ticket)
+    if new_ticket is not None:
+        number = str(values["ticket_id"])
+        values["reason"] = params["o_reason"] = values["reason"].replace(NEW_TICKET_NUMBER, number)
+        values["explanation"] = params["o_explanation"] = [
+            {k: v.replace(NEW_TICKET_NUMBER, number) for k, v in e.items()} for e in values["explanation"]]
+    if postgres and new_ticket is None:
         statement = _RECORD_WITH_REPLY if touch else _RECORD_WITH_MESSAGE if message is not None else _RECORD
         statement.rows(db, params)
-    else:  # SQLite has no data-modifying CTEs: the same statements one by one
+    elif not postgres:  # SQLite has no data-modifying CTEs: the same statements one by one
         if message is not None:
             _ADD_MESSAGE.rows(db, params)
         if touch:
@@ -298,7 +335,7 @@ def record_outcome(
         client_id=client_id,
         contact_id=contact_id,
         ticket_id=values["ticket_id"],
-        ticket_number=ticket.number if ticket is not None else None,
+        ticket_number=values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None,
     )
 
 

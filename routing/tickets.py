@@ -25,12 +25,22 @@ _INSERTED_COLUMNS = tuple(c.key for c in _TICKETS.columns if c.key not in ("id",
 #: PostgreSQL: number = id inside the INSERT itself: PostgreSQL evaluates the id default (nextval)
 #: before the number column (column order), so currval is this row's id. A Core statement built
 #: once (a compiled-cache hit), not an ORM flush: the unit of work cost more CPU than the round trip.
-_INSERT_TICKET = Prepared(
-    insert(_TICKETS)
-    .values({"number": _CURRENT_TICKET_ID}
-            | {key: bindparam(key, type_=_TICKETS.c[key].type) for key in _INSERTED_COLUMNS})
-    .returning(_TICKETS.c.id)
-)
+#: Stands for a new ticket's number in texts written before it has one (routing.pipeline
+#: records the outcome and opens the ticket in one statement, which puts the number in).
+NEW_TICKET_NUMBER = "[[new ticket number]]"
+
+
+def new_ticket_insert(prefix: str = ""):
+    """The PostgreSQL INSERT of a ticket from :func:`ticket_values` (bound as ``prefix + column``), returning its id."""
+    return (
+        insert(_TICKETS)
+        .values({"number": _CURRENT_TICKET_ID}
+                | {key: bindparam(prefix + key, type_=_TICKETS.c[key].type) for key in _INSERTED_COLUMNS})
+        .returning(_TICKETS.c.id)
+    )
+
+
+_INSERT_TICKET = Prepared(new_ticket_insert())
 #: SQLite: the row first, then its number (an UPDATE in the same transaction, in-process).
 _INSERT_TICKET_SQLITE = (
     insert(_TICKETS)

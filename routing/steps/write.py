@@ -5,11 +5,10 @@ from __future__ import annotations
 from models import utcnow
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
-from routing.records import TicketRow
-from routing.tickets import LOOKUP, insert_ticket, ticket_values
+from routing.tickets import LOOKUP, NEW_TICKET_NUMBER, ticket_values
 
 
-def _message_fields(ctx: RoutingContext, ticket_id: int, at) -> dict:
+def _message_fields(ctx: RoutingContext, ticket_id: int | None, at) -> dict:
     """The ticket message (routing.pipeline.MESSAGE_COLUMNS), stored with the outcome in one statement."""
     body = ctx.mail.body
     return {
@@ -46,15 +45,15 @@ def write(ctx: RoutingContext) -> None:
         contract_id=contract_id,
         sla=sla,
     )
-    ticket_id = insert_ticket(ctx.db, values)
-    ctx.ticket = TicketRow(id=ticket_id, number=ticket_id, client_id=values["client_id"], status="open")
-    ctx.message = _message_fields(ctx, ticket_id, at)
+    ctx.new_ticket = values  # opened with the outcome, in one statement (routing.pipeline)
+    ctx.message = _message_fields(ctx, None, at)
+    number = NEW_TICKET_NUMBER  # the ticket's number once it has one
     if ctx.client is None:
         ctx.outcome = "triaged"
-        ctx.reason = f"new ticket #{ticket_id} in triage: {ctx.sender_email} belongs to no client"
+        ctx.reason = f"new ticket #{number} in triage: {ctx.sender_email} belongs to no client"
     else:
         ctx.outcome = "ticket_created"
-        ctx.reason = f"new ticket #{ticket_id} for client {ctx.client.name!r}"
+        ctx.reason = f"new ticket #{number} for client {ctx.client.name!r}"
     details = []
     if values["contract_id"] is not None:
         details.append(f"contract id {values['contract_id']}")

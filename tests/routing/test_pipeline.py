@@ -50,6 +50,19 @@ def test_routing_an_inbound_message_twice_returns_the_stored_result_and_changes_
         assert session.get(InboundMessage, inbound_id).attempts == 1
 
 
+def test_a_new_tickets_number_is_written_into_its_stored_reason_and_explanation(engine, world):
+    inbound_id = store_inbound(raw=mail(), source="smtp", engine=engine)
+    result = route_inbound(inbound_id, engine=engine, settings=Settings())
+    with Session(engine) as session:
+        stored = session.get(InboundMessage, inbound_id)
+        ticket = session.get(Ticket, stored.ticket_id)
+        message = session.scalars(select(TicketMessage).where(TicketMessage.inbound_id == inbound_id)).one()
+    assert result.ticket_number == ticket.number == stored.ticket_id == message.ticket_id
+    assert stored.reason.startswith(f"new ticket #{ticket.number} for client")
+    assert f"new ticket #{ticket.number}" in stored.explanation[-1]["decision"]
+    assert "[[" not in stored.reason + str(stored.explanation)
+
+
 def test_the_same_message_delivered_twice_is_ticketed_once(engine, world):
     first = route_inbound(store_inbound(raw=mail(), source="smtp", engine=engine), engine=engine, settings=Settings())
     again = route_inbound(store_inbound(raw=mail(), source="imap:support", engine=engine), engine=engine, settings=Settings())
