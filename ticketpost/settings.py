@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     smtp_max_connections: int = 100
     smtp_idle_timeout_s: float = 300.0
     smtp_data_timeout_s: float = 600.0
-    smtp_store_threads: int = 8
     smtp_tls_cert: str | None = None
     smtp_tls_key: str | None = None
     support_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
