@@ -53,6 +53,14 @@ log = logging.getLogger(__name__)
 # --- Replies: every answer we give, named ---------------------------------------------------------
 
 REPLY_RCPT_OK = "250 2.1.5 Recipient OK"
+REPLY_SENDER_OK = "250 2.1.0 Sender OK"
+REPLY_BAD_SENDER = "553 5.1.7 Sender address contains control characters"
+REPLY_BAD_RECIPIENT = "553 5.1.3 Recipient address contains control characters"
+
+
+def _has_control_characters(address: str) -> bool:
+    """True when ``address`` holds a character no stored address may hold (NUL above all)."""
+    return any(ord(ch) < 32 or ch == "\x7f" for ch in address)
 REPLY_STORED = "250 2.0.0 OK: stored as inbound message {inbound_id}"
 REPLY_UNKNOWN_RECIPIENT = "550 5.1.1 Recipient address rejected: not a support address here"
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds the maximum allowed here"
@@ -399,7 +407,20 @@ class IntakeHandler:
         # We offer no AUTH (login_always_fail): do not advertise it after STARTTLS.
         return [r for r in responses if not r[4:].upper().startswith("AUTH")]
 
+    async def handle_MAIL(self, server, session: Session, envelope: Envelope, address, options):
+        # A control character (NUL above all) cannot be stored: refuse it now for good, rather
+        # than 451 after DATA on every retry. The same for recipients.
+        if _has_control_characters(address):
+            self.metrics.reply(REPLY_BAD_SENDER)
+            return REPLY_BAD_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return REPLY_SENDER_OK
+
     async def handle_RCPT(self, server, session: Session, envelope: Envelope, address, options):
+        if _has_control_characters(address):
+            self.metrics.reply(REPLY_BAD_RECIPIENT)
+            return REPLY_BAD_RECIPIENT
         if not self.policy.accepts(address):
             log.info("recipient refused", extra={"rcpt": address, "peer": str(session.peer)})
             self.metrics.reply(REPLY_UNKNOWN_RECIPIENT)

@@ -91,6 +91,19 @@ def test_a_message_for_nobody_of_ours_is_refused_at_rcpt_and_not_stored(start_st
     assert count_inbound(stack.engine) == 0
 
 
+def test_addresses_with_control_characters_are_refused_at_mail_and_rcpt_for_good(start_stack, sqlite_url):
+    stack = start_stack(sqlite_url, support_addresses="help@msp.example")
+    with smtp(stack) as client:
+        code, text = client.mail("alice\x00@acme.example")
+        assert code == 553 and text.startswith(b"5.1.7")
+        assert client.mail("alice@acme.example")[0] == 250, "the session goes on with a usable sender"
+        code, text = client.rcpt("help\x00@msp.example")
+        assert code == 553 and text.startswith(b"5.1.3")
+        assert client.rcpt("help@msp.example")[0] == 250
+        assert client.data(message(1))[0] == 250
+    assert [r.envelope_from for r in inbound_rows(stack.engine)] == ["alice@acme.example"]
+
+
 def test_without_support_addresses_any_recipient_is_accepted_on_loopback(start_stack, sqlite_url):
     stack = start_stack(sqlite_url)
     with smtp(stack) as client:

@@ -13,7 +13,7 @@ import smtplib
 import threading
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from ingest.smtp import REPLY_DATABASE_DOWN
@@ -164,13 +164,34 @@ def test_a_database_failure_during_a_batch_answers_451_to_each_of_its_sessions(
         link.close()
 
 
-def test_one_bad_row_in_a_batch_fails_only_its_own_session(start_stack, pg_url, held_writer):
+@pytest.fixture
+def refused_sender(pg_url):
+    """A PostgreSQL trigger that refuses to store mail from one envelope sender (a row-level fault)."""
+    sender = "refused@acme.example"
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "CREATE FUNCTION tp_test_refuse_sender() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.envelope_from = '{sender}' THEN RAISE EXCEPTION 'refused by the test trigger'; END IF; "
+            "RETURN NEW; END $$"))
+        conn.execute(text("CREATE TRIGGER tp_test_refuse_sender BEFORE INSERT ON inbound_messages "
+                          "FOR EACH ROW EXECUTE FUNCTION tp_test_refuse_sender()"))
+    try:
+        yield sender
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER tp_test_refuse_sender ON inbound_messages"))
+            conn.execute(text("DROP FUNCTION tp_test_refuse_sender()"))
+        engine.dispose()
+
+
+def test_one_bad_row_in_a_batch_fails_only_its_own_session(start_stack, pg_url, held_writer, refused_sender):
     stack = start_stack(pg_url, worker=False)
     transactions = held_writer(stack)
-    # PostgreSQL text cannot hold NUL: this envelope sender fails its INSERT, and with it the
-    # batch's; the listener then stores that batch's messages one by one.
+    # The database refuses this envelope sender's row, and with it the batch's INSERT; the
+    # listener then stores that batch's messages one by one.
     senders = [f"user{i}@acme.example" for i in range(SESSIONS)]
-    senders[3] = "bad\x00sender@acme.example"
+    senders[3] = refused_sender
     mails = [(sender, "help@msp.example", message(n)) for n, sender in enumerate(senders)]
     replies = send_behind_a_held_insert(stack, transactions, mails)
 
@@ -178,4 +199,4 @@ def test_one_bad_row_in_a_batch_fails_only_its_own_session(start_stack, pg_url, 
     assert codes == [250, 250, 250, 451, 250, 250], replies
     assert transactions.inserts > 2, "the failed batch was stored again row by row"
     stored = [row.envelope_from for row in inbound_rows(stack.engine)]
-    assert sorted(stored) == sorted(s for s in senders if "\x00" not in s)
+    assert sorted(stored) == sorted(s for s in senders if s != refused_sender)
