@@ -461,11 +461,11 @@ def observe_routing(outcome: str, source: str, seconds: float | None) -> None:
     _safely(act, outcome, source, seconds)
 
 
-def smtp_reply(code: int | str) -> None:
-    """Count one SMTP reply; ``code`` is ``451`` or a whole reply like ``"451 4.3.0 Try later"``."""
+def smtp_reply(code: int | str, count: int = 1) -> None:
+    """Count ``count`` SMTP replies; ``code`` is ``451`` or a whole reply like ``"451 4.3.0 Try later"``."""
     text = str(code).strip()[:3]
     label = text if len(text) == 3 and text.isdigit() else "other"
-    _safely(lambda store: store.inc(SMTP_REPLIES, (label,)))
+    _safely(lambda store: store.inc(SMTP_REPLIES, (label,), count))
 
 
 def smtp_session_delta(delta: int) -> None:
