@@ -23,10 +23,13 @@ from sqlalchemy.engine import Connection
 class Prepared:
     """A Core statement run on the DBAPI cursor on PostgreSQL; ``rows()`` and ``first()`` run it."""
 
-    __slots__ = ("statement", "postgresql", "_compiled")
+    __slots__ = ("statement", "postgresql", "server_prepare", "_compiled")
 
-    def __init__(self, statement, *, postgresql=None) -> None:
+    def __init__(self, statement, *, postgresql=None, server_prepare: bool | None = None) -> None:
         self.statement = statement
+        #: psycopg's ``prepare``: None = server-side after a few runs; False = planned on every run
+        #: with its values (for a statement whose generic plan is bad, e.g. ``= ANY(array)``)
+        self.server_prepare = server_prepare
         #: the same question in PostgreSQL's words, when the portable form cannot be compiled once
         #: (an expanding IN list becomes ``= ANY(array)``)
         self.postgresql = postgresql if postgresql is not None else statement
@@ -45,7 +48,7 @@ class Prepared:
         # twice its size and decoded again (a third of the fetch's time for 28 KB).
         cursor = db.connection.dbapi_connection.cursor(binary=True)
         try:
-            cursor.execute(compiled.string, values)
+            cursor.execute(compiled.string, values, prepare=self.server_prepare)
             if not returns_rows:  # (reading cursor.description would build its column objects)
                 return []
             rows = cursor.fetchall()
