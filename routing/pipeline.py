@@ -53,10 +53,13 @@ _LOCK_INBOUND = Prepared(
     select(*columns(InboundRow, _INBOUND)).where(_INBOUND.c.id == bindparam("inbound_id")).with_for_update()
 )
 
-#: The Message-ID as PostgreSQL reads it from the first 16 KiB of the raw bytes: a plain
-#: ``Message-ID: <id>`` header line (NULL when there is none, or it is folded or not ASCII).
+#: The Message-ID as PostgreSQL reads it from the first 8 KiB of the raw bytes: a plain
+#: ``Message-ID: <id>`` header line (NULL when there is none, or it is folded, not ASCII or
+#: further down; then the sender step takes the lock in a statement of its own). 8 KiB holds the
+#: header of mail that passed a few relays and signers; the window's cost is PostgreSQL's, per
+#: message (16 KiB cost 0.1 ms more per message than 4 KiB).
 _RAW_MESSAGE_ID = func.substring(
-    func.encode(func.substring(InboundMessage.raw, 1, 16384), "escape"),
+    func.encode(func.substring(InboundMessage.raw, 1, 8192), "escape"),
     r"(?in)^message-id:[ \t]*<([^>\s]+)>",
 )
 #: PostgreSQL: the same row lock, and in the same round trip the duplicate lock of the sender step
