@@ -134,9 +134,8 @@ class OursSide:
     name = "ours"
 
     def __init__(self, database_url: str, *, steps: bool = False):
-        from sqlalchemy import event
-
         from bench.corpus import seed_database
+        from bench.statements import Count
         from ingest.store import store_inbound
         from models.db import make_engine, migrate
         from routing import pipeline
@@ -155,16 +154,22 @@ class OursSide:
             support_addresses=[SUPPORT_ADDRESS],
             rate_limit_per_hour=1_000_000,
         )
-        self.statements = 0
+        self._count = Count()  # at the driver: routing.prepared bypasses SQLAlchemy's events
         self.messages = 0
         self.elapsed = self.cpu = 0.0
         self.errors: list[str] = []
 
-        @event.listens_for(self.engine, "before_cursor_execute")
-        def _count(*_args):
-            self.statements += 1
+    @property
+    def statements(self) -> int:
+        return self._count.statements
 
     def process(self, paths: list[Path]) -> None:
+        from bench.statements import counting
+
+        with counting(self.engine, self._count):
+            self._process(paths)
+
+    def _process(self, paths: list[Path]) -> None:
         cpu_started = _cpu_s()
         for path in paths:
             raw = path.read_bytes()

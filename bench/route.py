@@ -98,6 +98,7 @@ class PrivateDatabase:
 
 def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> dict:
     from bench.corpus import corpus_kind, generate, seed_database
+    from bench.statements import Count, counting
     from ingest.store import store_inbound
     from models.db import make_engine, migrate
     from routing.pipeline import route_inbound
@@ -133,31 +134,7 @@ def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> d
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(max_workers=threads)
-    # Statements are counted at the driver (SQLAlchemy's events do not see routing.prepared's).
-    statements = 0
-    counting = False
-    cursor_class = None  # sqlite3.Cursor cannot be patched: there SQLAlchemy's event counts
-    if engine.dialect.name == "postgresql":
-        import psycopg
-
-        cursor_class = psycopg.Cursor
-    from sqlalchemy import event
-
-    def count_statement(*_args) -> None:
-        nonlocal statements
-        if counting:
-            statements += 1
-
-    if cursor_class is not None:
-        original_execute = cursor_class.execute
-
-        def counted_execute(self, *args, **kwargs):
-            count_statement()
-            return original_execute(self, *args, **kwargs)
-
-        cursor_class.execute = counted_execute
-    else:
-        event.listen(engine, "before_cursor_execute", count_statement)
+    statements = Count()  # at the driver: routing.prepared bypasses SQLAlchemy's events
 
     stdlib_s = parse_s = route_s = route_cpu_s = 0.0
     outcomes: list[str] = []
@@ -168,30 +145,27 @@ def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> d
         gc.collect()
         if profiler:
             profiler.enable()
-        counting = True
-        start, start_cpu = time.perf_counter(), time.process_time()
-        if pool is None:
-            for inbound_id in chunk_ids:
-                outcomes.append(route_inbound(inbound_id, engine=engine, settings=settings).outcome)
-        else:
-            outcomes += [r.outcome for r in pool.map(
-                lambda i: route_inbound(i, engine=engine, settings=settings), chunk_ids)]
-        route_s += time.perf_counter() - start
-        route_cpu_s += time.process_time() - start_cpu
-        counting = False
+        with counting(engine, statements):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            if pool is None:
+                for inbound_id in chunk_ids:
+                    outcomes.append(route_inbound(inbound_id, engine=engine, settings=settings).outcome)
+            else:
+                outcomes += [r.outcome for r in pool.map(
+                    lambda i: route_inbound(i, engine=engine, settings=settings), chunk_ids)]
+            route_s += time.perf_counter() - start
+            route_cpu_s += time.process_time() - start_cpu
         if profiler:
             profiler.disable()
     if pool is not None:
         pool.shutdown()
-    if cursor_class is not None:
-        cursor_class.execute = original_execute
     stdlib_rate, parse_rate, routed_rate = n / stdlib_s, n / parse_s, n / route_s
     print(f"stdlib parse (policy.default + body): {stdlib_rate:.0f} messages/s", file=sys.stderr)
     print(f"routing's own parse + body, no database: {parse_rate:.0f} messages/s "
           f"({parse_rate / stdlib_rate:.1f}x the stdlib)", file=sys.stderr)
     print(f"routed (parse + decisions + commit), {threads} thread{'s' if threads > 1 else ''}: "
           f"{routed_rate:.0f} messages/s; this process's CPU {route_cpu_s / n * 1000:.2f} ms and "
-          f"{statements / n:.2f} SQL statements (without BEGIN/COMMIT) per message", file=sys.stderr)
+          f"{statements.statements / n:.2f} SQL statements (without BEGIN/COMMIT) per message", file=sys.stderr)
     if profiler:
         profiler.dump_stats(profile)
         print(f"profile written to {profile}", file=sys.stderr)
@@ -215,7 +189,7 @@ def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> d
         "ratio": round(routed_rate / stdlib_rate, 3),
         "n": n,
         "cpu_ms_per_message": round(route_cpu_s / n * 1000, 2),
-        "statements_per_message": round(statements / n, 2),
+        "statements_per_message": round(statements.statements / n, 2),
         "mismatches": sum(mismatches.values()),
     }
 
