@@ -7,7 +7,7 @@ to five statements per message, so that overhead alone was a third of routing's 
 on both databases): it is compiled once per dialect, its bind and result type processors are
 resolved once, and on PostgreSQL each execution is one ``cursor.execute`` of the compiled SQL
 (psycopg prepares it server-side after a few runs). On SQLite, the embedded default where this
-overhead does not matter, it runs through SQLAlchemy as usual.
+overhead does not matter (and with any other driver), it runs through SQLAlchemy as usual.
 
 The statements run inside the caller's transaction: the caller must have begun it on the
 SQLAlchemy Connection (``db.begin()``), so SQLAlchemy commits or rolls back what ran here.
@@ -37,8 +37,9 @@ class Prepared:
 
     def rows(self, db: Connection, params: dict[str, Any]) -> list[tuple]:
         """Every row the statement returns (none for DML without RETURNING), as tuples."""
-        if db.dialect.name != "postgresql":
-            result = db.execute(self.statement, params)
+        if db.dialect.driver != "psycopg":  # SQLite (or another driver): SQLAlchemy runs it
+            statement = self.postgresql if db.dialect.name == "postgresql" else self.statement
+            result = db.execute(statement, params)
             return [tuple(row) for row in result] if result.returns_rows else []
         compiled, binds, results, returns_rows = self._compiled or self._compile(db)
         values = compiled.construct_params(params)
