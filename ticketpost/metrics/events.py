@@ -141,6 +141,7 @@ class LocalEventStore:
         disable_created_metrics()  # same series as the Redis store: no ``_created`` samples
         self.registry = CollectorRegistry(auto_describe=True)
         self._metrics: dict[str, Counter | Histogram | Gauge] = {}
+        self._children: dict[tuple[str, tuple[str, ...]], object] = {}
         for m in EVENT_METRICS:
             if m.kind == "counter":
                 obj = Counter(m.name, m.documentation, m.labelnames, registry=self.registry)
@@ -153,8 +154,12 @@ class LocalEventStore:
             self._metrics[m.name] = obj
 
     def _child(self, metric: EventMetric, labels: tuple[str, ...]):
-        obj = self._metrics[metric.name]
-        return obj.labels(*labels) if metric.labelnames else obj
+        key = (metric.name, labels)
+        child = self._children.get(key)  # labels() takes a lock and builds a key on every call
+        if child is None:
+            obj = self._metrics[metric.name]
+            child = self._children[key] = obj.labels(*labels) if metric.labelnames else obj
+        return child
 
     def inc(self, metric: EventMetric, labels: tuple[str, ...] = (), amount: float = 1) -> None:
         self._child(metric, labels).inc(amount)
