@@ -170,3 +170,17 @@ def test_after_a_failed_write_events_are_dropped_instead_of_waiting_on_redis_aga
     events.smtp_reply(250)
     events.rate_limited()
     assert len(calls) == 1
+
+
+def test_a_process_sends_its_counts_to_redis_summed_not_one_write_per_event(stores, redis_url):
+    worker = stores(flush_interval_s=3600)  # only an explicit flush (or a reader) sends them
+    for _ in range(100):
+        worker.inc(ROUTED, ("smtp", "ticket_created"))
+        worker.observe(ROUTING_DURATION, ("ticket_created",), 0.25)
+    raw = redis.Redis.from_url(redis_url)
+    field = '["smtp","ticket_created"]'
+    assert raw.hget(worker.key(ROUTED), field) is None, "nothing written per event"
+    worker.flush()
+    assert int(raw.hget(worker.key(ROUTED), field)) == 100
+    assert float(raw.hget(worker.key(ROUTING_DURATION), '["ticket_created","sum"]')) == pytest.approx(25.0)
+    raw.close()
