@@ -290,22 +290,8 @@ class RedisEventStore:
         pipe.execute()
 
     def _ensure_flusher(self) -> None:
-        if self._flusher is not None and self._flusher.is_alive():
-            return
-        with self._lock:
-            if self._flusher is not None and self._flusher.is_alive():
-                return
-            self._flusher = threading.Thread(target=self._flush_every_interval,
-                                             name="ticketpost-metrics-flush", daemon=True)
-            self._flusher.start()
-            atexit.register(self.flush)
-
-    def _flush_every_interval(self) -> None:
-        while not self._stop.wait(self.flush_interval_s):
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - metrics are best effort
-                log.debug("sending metrics to Redis failed", exc_info=True)
+        self._ensure_loop("_flusher", "ticketpost-metrics-flush", self.flush_interval_s, self.flush,
+                          "sending metrics to Redis", at_exit=self.flush)
 
     def gauge_add(self, metric: EventMetric, delta: float) -> None:
         with self._lock:
@@ -336,24 +322,31 @@ class RedisEventStore:
         pipe.execute()
 
     def _ensure_heartbeat(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        self._ensure_loop("_thread", "ticketpost-metrics-heartbeat", self.heartbeat_interval_s,
+                          self.heartbeat, "metrics heartbeat to Redis", at_exit=self.close)
+
+    def _ensure_loop(self, attr: str, name: str, interval_s: float, action, what: str, *, at_exit) -> None:
+        """Run ``action`` every ``interval_s`` in a daemon thread kept as ``self.<attr>``, once."""
+        thread = getattr(self, attr)
+        if thread is not None and thread.is_alive():
             return
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            thread = getattr(self, attr)
+            if thread is not None and thread.is_alive():
                 return
             self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._beat, name="ticketpost-metrics-heartbeat", daemon=True
-            )
-            self._thread.start()
-            atexit.register(self.close)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_interval_s):
-            try:
-                self.heartbeat()
-            except Exception:  # noqa: BLE001 - metrics are best effort
-                log.debug("metrics heartbeat to Redis failed", exc_info=True)
+            def loop() -> None:
+                while not self._stop.wait(interval_s):
+                    try:
+                        action()
+                    except Exception:  # noqa: BLE001 - metrics are best effort
+                        log.debug("%s failed", what, exc_info=True)
+
+            thread = threading.Thread(target=loop, name=name, daemon=True)
+            setattr(self, attr, thread)
+            thread.start()
+            atexit.register(at_exit)
 
     def close(self) -> None:
         """Send what is buffered, stop the threads and withdraw this process's gauges (clean shutdown)."""
