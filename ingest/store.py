@@ -26,15 +26,8 @@ def store_inbound(
     Only after this returns may a sender be acknowledged (SMTP 250, IMAP \\Seen). Parsing is the
     router's job: storing never fails because of what the bytes contain.
     """
-    # One Core INSERT ... RETURNING in its own transaction: the same row as add_inbound, at less
-    # than half the CPU of an ORM session (this runs once per SMTP message, on the hot path).
-    with (engine or get_engine()).begin() as conn:
-        return conn.execute(
-            insert(InboundMessage).returning(InboundMessage.id),
-            inbound_values(
-                raw=raw, source=source, envelope_from=envelope_from, envelope_to=envelope_to
-            ),
-        ).scalar_one()
+    values = inbound_values(raw=raw, source=source, envelope_from=envelope_from, envelope_to=envelope_to)
+    return store_inbound_batch(rows=[values], engine=engine)[0]
 
 
 def store_inbound_batch(*, rows: Sequence[dict], engine: Engine | None = None) -> list[int]:
@@ -44,7 +37,8 @@ def store_inbound_batch(*, rows: Sequence[dict], engine: Engine | None = None) -
     one COMMIT, and all or none of them are stored. PostgreSQL gets one multi-row ``INSERT ...
     RETURNING`` whose ids come back in row order (``sort_by_parameter_order``: each session is told
     its own id even when two sessions sent the same bytes); SQLite runs one INSERT per row inside
-    the transaction, which costs no round trips there.
+    the transaction, which costs no round trips there. (:func:`insert_inbound_batch` matches ids
+    by SHA-256 instead, which is only right where equal bytes mean equal rows, as in IMAP intake.)
     """
     if not rows:
         return []

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from models import Client, Contact, Ticket
 from routing.records import ClientRow, ContactRow, InboundRow, TicketRow
 
 if TYPE_CHECKING:
@@ -35,12 +34,12 @@ class RoutingContext:
     sender_domain: str | None = None
     sender_name: str = ""
     record: "SenderRecord | None" = None  # what the database knows about the sender
-    client: ClientRow | Client | None = None
+    client: ClientRow | None = None
     client_via: str = ""  # "contact" or "domain <registered domain>"
     client_terms: tuple | None = None  # (active contract id, SLA) of client, when read with it
-    contact: ContactRow | Contact | None = None
+    contact: ContactRow | None = None
     contact_created: bool = False
-    ticket: TicketRow | Ticket | None = None  # the ticket a reply threads onto (None = a new ticket)
+    ticket: TicketRow | None = None  # the ticket a reply threads onto (None = a new ticket)
     reopened: bool = False
     subject: str = ""  # subject for a new ticket (reply prefixes and tags stripped)
     message: dict | None = None  # the ticket message to store, written with the outcome
@@ -53,7 +52,11 @@ class RoutingContext:
 
     @property
     def session(self) -> Session:
-        """An ORM Session on :attr:`db`'s connection and transaction, made on first use (rare paths)."""
+        """An ORM Session on :attr:`db`'s connection and transaction, made on first use.
+
+        Only a new ticket whose client's contract and SLA were not read with the client (a
+        contact created at the same moment for another client) needs it.
+        """
         if self._session is None:
             self._session = Session(bind=self.db, expire_on_commit=False, autoflush=True)
         return self._session

@@ -31,12 +31,15 @@ _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # the stdlib FeedParser's header-name characters
 _ODD_LINE_BREAKS = re.compile(r"[\x0b\x0c\x1c-\x1e]")  # str.splitlines breaks here, the FeedParser does not
 
+_MSGID = re.compile(r"<([^<>\s]+)>")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
 
 def read_headers(head: bytes) -> Message:
     """The header block ``head`` parsed exactly as ``BytesHeaderParser(policy=compat32)`` does.
 
     Well-formed blocks (every line a ``Name: value`` header or its continuation) are read here,
-    at a fifth of the FeedParser's cost, with the same compat32 ``header_source_parse``; any
+    at about half the FeedParser's cost (14 against 29 µs for a part's header), with the same compat32 ``header_source_parse``; any
     other block goes to the FeedParser itself, so its defect handling stays the rule.
     """
     text = head.decode("ascii", "surrogateescape")
@@ -61,8 +64,7 @@ def read_headers(head: bytes) -> Message:
     if current:
         message.set_raw(*compat32.header_source_parse(current))
     return message
-_MSGID = re.compile(r"<([^<>\s]+)>")
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
 
 # Charset labels mail software writes, mapped to the codec that decodes what they really send.
 _CHARSET_ALIASES = {

@@ -26,7 +26,7 @@ from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import RoutingStop
 from routing.prepared import Prepared
-from routing.records import InboundRow, columns, take
+from routing.records import InboundRow, TicketRow, columns, take
 from routing.tickets import NEW_TICKET_NUMBER, insert_ticket, new_ticket_insert
 from routing.steps.client import client
 from routing.steps.contact import contact
@@ -63,7 +63,7 @@ _RAW_MESSAGE_ID = func.substring(
     r"(?in)^message-id:[ \t]*<([^>\s]+)>",
 )
 #: PostgreSQL: the same row lock, and in the same round trip the duplicate lock of the sender step
-#: (routing.steps.sender.duplicate_lock) on that Message-ID; the sender step compares it with the
+#: (routing.steps.sender._DUPLICATE_LOCK) on that Message-ID; the sender step compares it with the
 #: parsed one and takes the lock itself when they differ (or the SQL found none).
 _LOCK_INBOUND_AND_DUPLICATES = Prepared(
     select(*columns(InboundRow, _INBOUND), _RAW_MESSAGE_ID,
@@ -81,8 +81,8 @@ _KEPT_UNLESS_GIVEN = ("attempts", "message_id", "subject", "sender_email")  # No
 _ALWAYS_SET = ("status", "outcome", "reason", "explanation", "client_id", "contact_id", "ticket_id", "routed_at")
 MESSAGE_COLUMNS = ("ticket_id", "inbound_id", "message_id", "sender_email", "body_text", "attachments", "created_at")
 
-#: The outcome on the inbound row. Core statements built once with bind parameters (compiled-cache
-#: hits; the ORM unit of work was a third of routing's CPU).
+#: The outcome on the inbound row. Core statements built once with bind parameters, run as
+#: routing.prepared statements below (the ORM unit of work was a third of routing's CPU).
 _RECORD = (
     update(_INBOUND)
     .where(_INBOUND.c.id == bindparam("o_inbound_id"))
@@ -255,7 +255,7 @@ def _claimed_sender(ctx: RoutingContext) -> str | None:
 
 def record_outcome(
     db: Connection,
-    inbound: InboundRow | InboundMessage,
+    inbound: InboundRow,
     *,
     status: str,
     outcome: str,
@@ -263,7 +263,7 @@ def record_outcome(
     explanation: list[dict],
     client_id: int | None = None,
     contact_id: int | None = None,
-    ticket: Ticket | None = None,
+    ticket: TicketRow | None = None,
     message: dict | None = None,
     reply: bool = False,
     ticket_status: str | None = None,
@@ -306,21 +306,17 @@ def record_outcome(
         params.update({"m_" + k: message[k] for k in MESSAGE_COLUMNS})
     if touch:
         params.update({"t_id": ticket.id, "t_status": ticket_status, "t_updated_at": utcnow()})
-    postgres = db.dialect.name == "postgresql"
-    if new_ticket is not None and postgres:
-        params.update({"n_" + k: v for k, v in new_ticket.items()})
-        values["ticket_id"] = _RECORD_WITH_NEW_TICKET.first(db, params)[0]
-    elif new_ticket is not None:  # SQLite: the ticket first, then as for any other outcome
-        values["ticket_id"] = params["o_ticket_id"] = params["m_ticket_id"] = insert_ticket(db, new_ticket)
-    if new_ticket is not None:
-        number = str(values["ticket_id"])
-        values["reason"] = params["o_reason"] = values["reason"].replace(NEW_TICKET_NUMBER, number)
-        values["explanation"] = params["o_explanation"] = [
-            {k: v.replace(NEW_TICKET_NUMBER, number) for k, v in e.items()} for e in values["explanation"]]
-    if postgres and new_ticket is None:
-        statement = _RECORD_WITH_REPLY if touch else _RECORD_WITH_MESSAGE if message is not None else _RECORD
-        statement.rows(db, params)
-    elif not postgres:  # SQLite has no data-modifying CTEs: the same statements one by one
+    if db.dialect.name == "postgresql":
+        if new_ticket is not None:
+            params.update({"n_" + k: v for k, v in new_ticket.items()})
+            _number_new_ticket(values, _RECORD_WITH_NEW_TICKET.first(db, params)[0])
+        else:
+            (_RECORD_WITH_REPLY if touch else _RECORD_WITH_MESSAGE if message is not None else _RECORD).rows(db, params)
+    else:  # SQLite has no data-modifying CTEs: the same statements one by one
+        if new_ticket is not None:
+            _number_new_ticket(values, insert_ticket(db, new_ticket))
+            params.update({"o_" + k: values[k] for k in ("ticket_id", "reason", "explanation")},
+                          m_ticket_id=values["ticket_id"])
         if message is not None:
             _ADD_MESSAGE.rows(db, params)
         if touch:
@@ -340,6 +336,15 @@ def record_outcome(
         ticket_id=values["ticket_id"],
         ticket_number=values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None,
     )
+
+
+def _number_new_ticket(values: dict, ticket_id: int) -> None:
+    """Put the new ticket's id, and its number for :data:`NEW_TICKET_NUMBER`, into ``values``."""
+    number = str(ticket_id)
+    values["ticket_id"] = ticket_id
+    values["reason"] = values["reason"].replace(NEW_TICKET_NUMBER, number)
+    values["explanation"] = [{k: v.replace(NEW_TICKET_NUMBER, number) for k, v in e.items()}
+                             for e in values["explanation"]]
 
 
 def _observe(outcome: str, source: str, seconds: float | None) -> None:

@@ -33,7 +33,7 @@ class Prepared:
         #: the same question in PostgreSQL's words, when the portable form cannot be compiled once
         #: (an expanding IN list becomes ``= ANY(array)``)
         self.postgresql = postgresql if postgresql is not None else statement
-        self._compiled: tuple | None = None  # (compiled, bind processors, result processors), PostgreSQL
+        self._compiled: tuple | None = None  # (compiled, bind and result processors, returns rows?)
 
     def rows(self, db: Connection, params: dict[str, Any]) -> list[tuple]:
         """Every row the statement returns (none for DML without RETURNING), as tuples."""

@@ -3,8 +3,8 @@
 Loading an ORM entity costs about twice a Core row and fetches every column (a client has 17);
 routing reads a handful. Each view names the columns it needs; :func:`columns` selects them
 (labelled, so several views fit one SELECT) and :func:`take` cuts a view back out of a row. The
-views carry the same attribute names as the entities, so a step works with either (rare paths,
-such as a contact created on the spot, still hand it ORM objects).
+views carry the same attribute names as the entities, so code shared with the admin API (such as
+routing.tickets) takes either.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def columns(view: type[NamedTuple], table: Table, prefix: str = "") -> list:
     return [table.c[name].label(prefix + name) if prefix else table.c[name] for name in view._fields]
 
 
-def take(view: type[NamedTuple], row: Any, start: int = 0, *, key: int | None = None):
-    """The ``view`` at ``row[start:]``; None when the column ``start + key`` (default: the first) is NULL."""
-    if row[start + (key or 0)] is None:
+def take(view: type[NamedTuple], row: Any, start: int = 0):
+    """The ``view`` at ``row[start:]``; None when its first column (the id) is NULL."""
+    if row[start] is None:
         return None
     return view._make(row[start:start + len(view._fields)])

@@ -18,20 +18,21 @@ from routing.records import ClientRow, ContactRow, SlaRow
 from routing.sla import InvalidBusinessHours, due_at
 
 _CURRENT_TICKET_ID = literal_column("currval(pg_get_serial_sequence('tickets', 'id'))")
-LOOKUP = object()  # open_ticket(contract_id=LOOKUP): find the client's active contract
+LOOKUP = object()  # ticket_values(contract_id=LOOKUP, sla=LOOKUP): look the client's up
 
 _TICKETS = Ticket.__table__
 _INSERTED_COLUMNS = tuple(c.key for c in _TICKETS.columns if c.key not in ("id", "number"))
-#: PostgreSQL: number = id inside the INSERT itself: PostgreSQL evaluates the id default (nextval)
-#: before the number column (column order), so currval is this row's id. A Core statement built
-#: once (a compiled-cache hit), not an ORM flush: the unit of work cost more CPU than the round trip.
 #: Stands for a new ticket's number in texts written before it has one (routing.pipeline
 #: records the outcome and opens the ticket in one statement, which puts the number in).
 NEW_TICKET_NUMBER = "[[new ticket number]]"
 
 
 def new_ticket_insert(prefix: str = ""):
-    """The PostgreSQL INSERT of a ticket from :func:`ticket_values` (bound as ``prefix + column``), returning its id."""
+    """The PostgreSQL INSERT of a ticket from :func:`ticket_values` (bound as ``prefix + column``), returning its id.
+
+    The number is the id, set inside the INSERT itself: PostgreSQL evaluates the id default
+    (nextval) before the number column (column order), so currval is this row's id.
+    """
     return (
         insert(_TICKETS)
         .values({"number": _CURRENT_TICKET_ID}
@@ -59,29 +60,25 @@ def active_contract(session: Session, *, client_id: int, on: date) -> Contract |
     return session.scalars(_ACTIVE_CONTRACT, {"client_id": client_id, "on": on}).first()
 
 
-_ACTIVE_CONTRACT = (
-    select(Contract)
-    .where(
-        Contract.client_id == bindparam("client_id"),
-        (Contract.start_date.is_(None)) | (Contract.start_date <= bindparam("on", type_=Date())),
-        (Contract.end_date.is_(None)) | (Contract.end_date >= bindparam("on", type_=Date())),
+def _contract_covering(day, what):
+    """SELECT ``what`` of the contract whose [start_date, end_date] covers ``day``; latest start, newest wins."""
+    return (
+        select(what)
+        .where((Contract.start_date.is_(None)) | (Contract.start_date <= day),
+               (Contract.end_date.is_(None)) | (Contract.end_date >= day))
+        .order_by(Contract.start_date.desc().nulls_last(), Contract.id.desc())
+        .limit(1)
     )
-    .order_by(Contract.start_date.desc().nulls_last(), Contract.id.desc())
-    .limit(1)
-)
 
+
+_ACTIVE_CONTRACT = _contract_covering(bindparam("on", type_=Date()), Contract).where(
+    Contract.client_id == bindparam("client_id"))
 
 #: The active contract of the client in the enclosing query on the date bound as ``day``
 #: (the rule of :func:`active_contract`, as a correlated subquery).
 ACTIVE_CONTRACT_OF_CLIENT = (
-    select(Contract.id)
-    .where(
-        Contract.client_id == Client.id,
-        (Contract.start_date.is_(None)) | (Contract.start_date <= bindparam("day", type_=Date())),
-        (Contract.end_date.is_(None)) | (Contract.end_date >= bindparam("day", type_=Date())),
-    )
-    .order_by(Contract.start_date.desc().nulls_last(), Contract.id.desc())
-    .limit(1)
+    _contract_covering(bindparam("day", type_=Date()), Contract.id)
+    .where(Contract.client_id == Client.id)
     .correlate(Client)
     .scalar_subquery()
 )

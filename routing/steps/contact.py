@@ -7,7 +7,7 @@ import re
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from models import Client, Contact, utcnow
+from models import Client, Contact
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import Ignored
@@ -73,13 +73,12 @@ def _get_or_create(ctx: RoutingContext) -> tuple[ContactRow, bool]:
     """Insert the contact in a savepoint; a concurrent insert of the same e-mail wins, we reuse it."""
     db = ctx.db
     first, last = names_for(ctx.sender_name, ctx.sender_email or "")
-    now = utcnow()
     try:
         with db.begin_nested():
             row = db.execute(_INSERT_CONTACT, {
                 "client_id": ctx.client.id, "first_name": first, "last_name": last,
                 "email": ctx.sender_email, "auto_created": True, "is_primary": False,
-                "ignore_email": False, "created_at": now, "updated_at": now,
+                "ignore_email": False,
             }).one()
         return ContactRow._make(row), True
     except IntegrityError:

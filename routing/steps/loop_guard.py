@@ -120,18 +120,15 @@ def recent_window(sender_email: str, received_at, inbound_id: int) -> dict:
     }
 
 
-def rate_limit(ctx: RoutingContext, count: int | None = None) -> None:
+def rate_limit(ctx: RoutingContext, count: int) -> None:
     """Raise Ignored(ignored_loop) when the sender opened more than the allowed tickets in the last hour.
 
     The limit is ``TICKETPOST_RATE_LIMIT_PER_HOUR`` (0 switches it off); ``count`` is the result
-    of :data:`RECENT_NEW_TICKETS` when the caller already has it.
+    of :data:`RECENT_NEW_TICKETS` (read with the sender, routing.sender_record).
     """
     limit = ctx.settings.rate_limit_per_hour
     if not limit or limit <= 0 or not ctx.sender_email:
         return
-    if count is None:
-        params = recent_window(ctx.sender_email, ctx.inbound.received_at, ctx.inbound.id)
-        count = ctx.session.scalar(select(RECENT_NEW_TICKETS), params) or 0
     if count >= limit:
         from ticketpost import metrics
 

@@ -29,9 +29,9 @@ def policy(ctx: RoutingContext) -> None:
         return
     contact = ctx.contact
     if contact is None or not contact.is_primary:
-        primary = ctx.session.scalars(
-            select(Contact.email).where(Contact.client_id == client.id, Contact.is_primary.is_(True))
-        ).first()
+        primary = ctx.db.scalar(
+            select(Contact.email).where(Contact.client_id == client.id, Contact.is_primary.is_(True)).limit(1)
+        )
         who = f"its primary contact is {primary}" if primary else "it has no primary contact"
         raise Rejected(
             "rejected_not_primary",
