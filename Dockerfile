@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY ticketpost ./ticketpost
 COPY models ./models
 COPY routing ./routing

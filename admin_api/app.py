@@ -29,7 +29,7 @@ from admin_api.routes import (
 )
 from admin_api.services.errors import Conflict, Invalid, NotFound
 from models.db import get_engine, session_factory
-from ticketpost.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

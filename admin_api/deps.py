@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from admin_api.services import tokens as token_service
 from admin_api.services.pages import DEFAULT_LIMIT, MAX_LIMIT
 from models import utcnow
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 MAX_ID = 2**31 - 1
 MAX_OFFSET = 2**31 - 1

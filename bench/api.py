@@ -162,7 +162,7 @@ def count_list_queries(url: str, limit: int) -> int:
 
     from admin_api.app import create_app
     from models.db import make_engine
-    from ticketpost.settings import Settings
+    from core.settings import Settings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -118,7 +118,7 @@ def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
     if pg:
         env.update(TICKETPOST_REDIS_URL=REDIS_URL, TICKETPOST_REDIS_NAMESPACE=namespace)
     os.environ.update(env)
-    from ticketpost.settings import get_settings, reset_settings
+    from core.settings import get_settings, reset_settings
 
     reset_settings()
     settings = get_settings()

@@ -28,8 +28,8 @@ from sqlalchemy import create_engine, insert, text
 from models import InboundMessage, Mailbox
 from models.db import make_engine, migrate
 from models.inbound import OUTCOMES
-from ticketpost.metrics import render_metrics
-from ticketpost.settings import Settings
+from admin_api.metrics import render_metrics
+from core.settings import Settings
 
 SOURCES = ("smtp", "imap:support", "imap:billing")
 

@@ -140,7 +140,7 @@ class OursSide:
         from models.db import make_engine, migrate
         from routing import pipeline
         from routing.pipeline import route_inbound
-        from ticketpost.settings import Settings
+        from core.settings import Settings
 
         self._store, self._route = store_inbound, route_inbound
         self.step_totals = _time_steps(pipeline) if steps else {}

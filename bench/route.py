@@ -102,7 +102,7 @@ def run(n: int, seed: int, url: str, profile: str | None, threads: int = 1) -> d
     from ingest.store import store_inbound
     from models.db import make_engine, migrate
     from routing.pipeline import route_inbound
-    from ticketpost.settings import Settings
+    from core.settings import Settings
 
     t0 = time.perf_counter()
     corpus = list(generate(n, seed=seed))

@@ -46,7 +46,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ingest.store import inbound_values, store_inbound_batch
 from models.domain_names import InvalidDomain, normalize_domain
-from ticketpost.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 class _MetricsSender:
-    """Hands SMTP metric events to ``ticketpost.metrics`` from one background thread.
+    """Hands SMTP metric events to ``core.telemetry`` from one background thread.
 
     The metric hooks may talk to Redis; doing that on the event loop would stall every session
     (and for seconds while Redis is down). The thread sums what queued up while it wrote, so a busy
@@ -186,7 +186,7 @@ class _MetricsSender:
         self._queue: queue.Queue = queue.Queue(backlog)
         self._thread: threading.Thread | None = None
         try:
-            from ticketpost import metrics
+            from core import telemetry as metrics
         except ImportError:  # metrics are optional wiring
             metrics = None
         self._metrics = metrics

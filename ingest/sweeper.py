@@ -55,7 +55,7 @@ class Sweeper:
         grace_s: float | None = None,
         batch: int = 500,
     ) -> None:
-        from ticketpost.settings import get_settings
+        from core.settings import get_settings
 
         settings = get_settings()
         self.engine = engine
@@ -71,10 +71,11 @@ class Sweeper:
 
     def sweep_once(self) -> list[int]:
         """One round: re-enqueue stale ids not re-sent within the grace period; return them."""
-        from routing.broker import enqueue, queue_depth
+        from routing.broker import enqueue
+        from routing.queues import routing_queue_depth
 
         try:
-            if queue_depth().ready > 0:
+            if routing_queue_depth().ready > 0:
                 return []
         except Exception:  # noqa: BLE001 - broker down: enqueue below will say so per id
             pass

@@ -89,7 +89,7 @@ def _drop_if_server_hung_up(dbapi_connection, _record, _proxy) -> None:
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for ``url`` (default: the configured DATABASE_URL)."""
     if url is None:
-        from ticketpost.settings import get_settings  # wiring default only
+        from core.settings import get_settings  # wiring default only
 
         url = get_settings().database_url
     with _lock:
@@ -141,7 +141,7 @@ def migrate(url: str | None = None) -> None:
     from alembic import command
 
     if url is None:
-        from ticketpost.settings import get_settings
+        from core.settings import get_settings
 
         url = get_settings().database_url
     command.upgrade(alembic_config(url), "head")

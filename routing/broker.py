@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from ticketpost.settings import Settings, get_settings
+from core import telemetry
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,18 @@ _lock = threading.Lock()
 _broker: dramatiq.Broker | None = None
 
 
-class BrokerNotConfigured(RuntimeError):
-    """Raised when a worker is asked to consume without a broker set up."""
+class WorkerMetrics(dramatiq.Middleware):
+    """Counts this process as a live routing worker from boot to shutdown (``ticketpost_workers``).
+
+    In the distributed mode the count is a per-process gauge in Redis kept alive by a heartbeat,
+    so a worker that dies without shutting down stops counting after the heartbeat TTL.
+    """
+
+    def after_worker_boot(self, broker, worker) -> None:
+        telemetry.worker_started(getattr(worker, "worker_threads", 1))
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        telemetry.worker_stopped()
 
 
 def setup_broker(settings: Settings | None = None) -> dramatiq.Broker:
@@ -50,12 +60,7 @@ def setup_broker(settings: Settings | None = None) -> dramatiq.Broker:
     else:
         broker = StubBroker()
     broker.add_middleware(CurrentMessage())
-    try:
-        from ticketpost.metrics.worker import WorkerMetrics
-
-        broker.add_middleware(WorkerMetrics())
-    except ImportError:  # metrics are optional wiring
-        pass
+    broker.add_middleware(WorkerMetrics())
     with _lock:
         old, _broker = _broker, broker
         dramatiq.set_broker(broker)
@@ -130,57 +135,6 @@ def enqueue(inbound_id: int) -> bool:
             extra={"inbound_id": inbound_id, "error": f"{type(exc).__name__}: {exc}"},
         )
         return False
-
-
-def broker_reachable() -> bool:
-    """True when the broker answers (always for the in-process queue)."""
-    broker = get_broker()
-    client = getattr(broker, "client", None)
-    if client is None:
-        return True
-    try:
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001
-        return False
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    """How much routing work waits: ready, in flight (taken by a worker), delayed, dead."""
-
-    ready: int
-    in_flight: int
-    delayed: int
-    dead: int
-
-
-def queue_depth() -> QueueDepth:
-    """Current depth of the routing queue (Redis keys as dramatiq lays them out, or the stub's).
-
-    Raised when Redis is unreachable: the redis client's ConnectionError.
-    """
-    broker = get_broker()
-    if isinstance(broker, StubBroker):
-        ready = broker.queues.get(QUEUE_NAME)
-        delayed = broker.queues.get(f"{QUEUE_NAME}.DQ")
-        dead = len(getattr(broker, "dead_letters_by_queue", {}).get(QUEUE_NAME, ()))
-        return QueueDepth(
-            ready=ready.qsize() if ready is not None else 0,
-            in_flight=0,
-            delayed=delayed.qsize() if delayed is not None else 0,
-            dead=dead,
-        )
-    ns, q, client = broker.namespace, QUEUE_NAME, broker.client
-    pipe = client.pipeline()
-    pipe.llen(f"{ns}:{q}")
-    pipe.hlen(f"{ns}:{q}.msgs")
-    pipe.hlen(f"{ns}:{q}.DQ.msgs")
-    pipe.zcard(f"{ns}:{q}.XQ")
-    ready, total, delayed, dead = pipe.execute()
-    return QueueDepth(
-        ready=int(ready), in_flight=max(0, int(total) - int(ready)), delayed=int(delayed),
-        dead=int(dead),
-    )
 
 
 def start_worker(threads: int | None = None, settings: Settings | None = None) -> dramatiq.Worker:

@@ -13,7 +13,7 @@ from routing.records import ClientRow, ContactRow, InboundRow, TicketRow
 if TYPE_CHECKING:
     from routing.mailparse import ParsedMail
     from routing.sender_record import SenderRecord
-    from ticketpost.settings import Settings
+    from core.settings import Settings
 
 
 @dataclass

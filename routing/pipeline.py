@@ -147,7 +147,7 @@ class RouteResult:
 def _settings(settings):
     if settings is not None:
         return settings
-    from ticketpost.settings import get_settings  # wiring default only
+    from core.settings import get_settings  # wiring default only
 
     return get_settings()
 
@@ -349,7 +349,7 @@ def _number_new_ticket(values: dict, ticket_id: int) -> None:
 
 def _observe(outcome: str, source: str, seconds: float | None) -> None:
     """Count a committed outcome (and how long routing took) in the metrics."""
-    from ticketpost import metrics
+    from core import telemetry as metrics
 
     metrics.observe_routing(outcome, source, seconds)
 

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from models.base import Base
 from models.db import make_engine, migrate
-from ticketpost.settings import reset_settings
+from core.settings import reset_settings
 
 REQUIRE_SERVICES = os.environ.get("TICKETPOST_REQUIRE_SERVICES") == "1"
 PG_ADMIN_URL = os.environ.get(

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ticketpost.cli import build_parser
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
 INFRASTRUCTURE = {"postgres", "redis"}

@@ -118,7 +118,8 @@ def test_smtp_and_worker_roles_route_mail_on_postgresql_and_redis_and_stop_clean
 
 def test_status_of_the_redis_queue_is_visible_to_the_roles(pg_url, redis_url, monkeypatch):
     """enqueue → the Redis queue shows it ready (the depth the sweeper and `status` read)."""
-    from routing.broker import enqueue, queue_depth, setup_broker
+    from routing.broker import enqueue, setup_broker
+    from routing.queues import routing_queue_depth as queue_depth
     from tests.ingest.smtp_fixtures import configure
 
     namespace = f"tp-depth-{uuid.uuid4().hex[:8]}"
@@ -127,7 +128,7 @@ def test_status_of_the_redis_queue_is_visible_to_the_roles(pg_url, redis_url, mo
         assert queue_depth().ready == 0
         assert enqueue(1) and enqueue(2)
         depth = queue_depth()
-        assert (depth.ready, depth.delayed, depth.dead) == (2, 0, 0)
+        assert (depth.ready, depth.delayed, depth.dead_letter) == (2, 0, 0)
         json.dumps(depth.__dict__)
     finally:
         _delete_namespace(redis_url, namespace)

@@ -42,7 +42,7 @@ class TextFormatter(logging.Formatter):
 
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     """Install the root handler once, per TICKETPOST_LOG_LEVEL and TICKETPOST_LOG_FORMAT."""
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     handler = logging.StreamHandler(sys.stderr)

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from ticketpost.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger("ticketpost.up")
 

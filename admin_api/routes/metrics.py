@@ -11,7 +11,7 @@ import secrets
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from ticketpost.metrics import CONTENT_TYPE, render_metrics
+from admin_api.metrics import CONTENT_TYPE, render_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -52,6 +52,6 @@ def check_broker(app) -> None:
 
     Raised ``BrokerUnavailable`` when it does not; the in-process queue is always reachable.
     """
-    from ticketpost.metrics.queues import ping_broker
+    from routing.queues import ping_broker
 
     ping_broker(settings=app.state.settings)

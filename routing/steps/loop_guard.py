@@ -130,7 +130,7 @@ def rate_limit(ctx: RoutingContext, count: int) -> None:
     if not limit or limit <= 0 or not ctx.sender_email:
         return
     if count >= limit:
-        from ticketpost import metrics
+        from core import telemetry as metrics
 
         metrics.rate_limited()
         raise Ignored(

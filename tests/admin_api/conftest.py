@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from models.db import make_engine
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 ADMIN_TOKEN = "admin-token-for-tests"
 SECRET_KEY = "secret-key-for-tests"

@@ -149,7 +149,7 @@ def test_token_create_command_prints_a_working_token_once(pg_url, monkeypatch, c
 
     from models.db import dispose_engines
     from ticketpost.cli import main
-    from ticketpost.settings import reset_settings
+    from core.settings import reset_settings
 
     monkeypatch.setenv("TICKETPOST_DATABASE_URL", pg_url)
     reset_settings()

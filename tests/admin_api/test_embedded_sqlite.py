@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 from models.db import make_engine
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -44,7 +44,7 @@ def test_a_mailbox_without_a_secret_key_is_refused_clearly(pg_url, api_engine):
 
     from admin_api.app import create_app
     from tests.admin_api.conftest import ADMIN_TOKEN
-    from ticketpost.settings import Settings
+    from core.settings import Settings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -65,7 +65,7 @@ def test_a_new_mailbox_starts_with_mail_arriving_after_it_is_added(pg_engine):
 def test_the_api_command_refuses_a_database_without_schema(tmp_path, monkeypatch, capsys):
     from models.db import dispose_engines
     from ticketpost.cli import main
-    from ticketpost.settings import reset_settings
+    from core.settings import reset_settings
 
     monkeypatch.setenv("TICKETPOST_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     reset_settings()

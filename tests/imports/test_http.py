@@ -37,7 +37,7 @@ def tokens(pg) -> dict[str, str]:
 @pytest.fixture
 def http(pg, pg_url):
     from admin_api.app import create_app
-    from ticketpost.settings import Settings
+    from core.settings import Settings
 
     app = create_app(engine=pg, settings=Settings(database_url=pg_url))
     with TestClient(app) as client:

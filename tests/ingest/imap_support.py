@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from admin_api.services.mailboxes import create_mailbox
 from models import Client, ClientDomain, InboundMessage, Mailbox, Ticket
 from models.db import session_scope
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 SECRET_KEY = "test-secret-key-for-imap-passwords"
 

@@ -8,7 +8,8 @@ import pytest
 
 from ingest.store import store_inbound
 from ingest.sweeper import Sweeper, stale_inbound_ids
-from routing.broker import enqueue, queue_depth, setup_broker, start_worker, stop_worker
+from routing.broker import enqueue, setup_broker, start_worker, stop_worker
+from routing.queues import routing_queue_depth as queue_depth
 from routing.replay import InvalidReplayFilter, replay_inbound, replay_report
 from tests.conftest import free_port
 from tests.ingest.smtp_fixtures import (

@@ -20,7 +20,7 @@ from tests.ingest.imap_support import (
     message,
 )
 from ticketpost.cli import main
-from ticketpost.settings import reset_settings
+from core.settings import reset_settings
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.ingest.smtp_fixtures import (
     self_signed_cert,
     wait_until,
 )
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 
 def smtp(stack) -> smtplib.SMTP:

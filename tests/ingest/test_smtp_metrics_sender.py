@@ -6,7 +6,7 @@ from ingest.smtp import REPLY_DATABASE_DOWN, REPLY_STORED, _MetricsSender
 
 
 class _Recorder:
-    """Stands in for ticketpost.metrics: records the calls the sender makes."""
+    """Stands in for core.telemetry: records the calls the sender makes."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []

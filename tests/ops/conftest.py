@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ticketpost.metrics import reset_event_store
+from core.telemetry import reset_event_store
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from tests.conftest import free_port
-from ticketpost import metrics
-from ticketpost.metrics.events import (
+from core import telemetry as metrics
+from core.telemetry import (
     ROUTED,
     ROUTING_DURATION,
     SMTP_SESSIONS,
@@ -96,7 +96,7 @@ def test_a_process_that_shuts_down_withdraws_its_gauges(stores):
 def test_the_hooks_use_redis_when_it_is_configured(redis_url, redis_ns, monkeypatch, stores):
     monkeypatch.setenv("TICKETPOST_REDIS_URL", redis_url)
     monkeypatch.setenv("TICKETPOST_REDIS_NAMESPACE", redis_ns)
-    from ticketpost.settings import reset_settings
+    from core.settings import reset_settings
 
     reset_settings()
     metrics.observe_routing("triaged", "imap:support", 0.2)
@@ -120,7 +120,7 @@ def test_the_hooks_use_redis_when_it_is_configured(redis_url, redis_ns, monkeypa
 
 def test_a_dead_redis_never_breaks_the_mail_flow(monkeypatch):
     monkeypatch.setenv("TICKETPOST_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    from ticketpost.settings import reset_settings
+    from core.settings import reset_settings
 
     reset_settings()
     metrics.observe_routing("ticket_created", "smtp", 0.1)  # logged, not raised
@@ -156,7 +156,7 @@ def test_a_failure_recorded_without_timing_counts_but_adds_no_duration():
 
 
 def test_after_a_failed_write_events_are_dropped_instead_of_waiting_on_redis_again(monkeypatch):
-    from ticketpost.metrics import events
+    from core import telemetry as events
 
     calls = []
 

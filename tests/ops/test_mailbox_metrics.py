@@ -12,7 +12,7 @@ from routing.pipeline import route_inbound
 from tests.ingest.dovecot import dovecot  # noqa: F401 - fixture
 from tests.ingest.imap_support import SECRET_KEY, add_mailbox, imap_settings, message
 from tests.ops.helpers import Scrape, wait_until
-from ticketpost.metrics import render_metrics
+from admin_api.metrics import render_metrics
 
 pytestmark = pytest.mark.dovecot
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from routing.pipeline import record_failure, route_inbound
 from tests.ops.helpers import store
-from ticketpost.metrics import get_event_store
+from core.telemetry import get_event_store
 
 
 def counted() -> dict:

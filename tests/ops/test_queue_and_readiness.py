@@ -10,8 +10,8 @@ from admin_api.app import create_app
 from routing.broker import enqueue, setup_broker
 from tests.conftest import free_port
 from tests.ops.helpers import Scrape
-from ticketpost.metrics import render_metrics
-from ticketpost.settings import Settings
+from admin_api.metrics import render_metrics
+from core.settings import Settings
 
 
 @pytest.fixture

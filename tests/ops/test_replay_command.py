@@ -29,7 +29,7 @@ def acme(sqlite_url, sqlite_engine, monkeypatch):
     """An embedded installation (SQLite, no Redis) that knows client Acme."""
     seed_client(sqlite_url)
     monkeypatch.setenv("TICKETPOST_DATABASE_URL", sqlite_url)
-    from ticketpost.settings import reset_settings
+    from core.settings import reset_settings
 
     reset_settings()
     return sqlite_engine
@@ -79,8 +79,8 @@ def test_replay_hands_failed_messages_to_the_redis_queue_in_the_distributed_mode
     acme, redis_url, redis_ns, monkeypatch, capsys
 ):
     from routing.broker import setup_broker
-    from ticketpost.metrics.queues import queue_depths
-    from ticketpost.settings import Settings, reset_settings
+    from routing.queues import queue_depths
+    from core.settings import Settings, reset_settings
 
     inbound_id = failed_message(acme, "ann@acme.example", "VPN down")
     monkeypatch.setenv("TICKETPOST_REDIS_URL", redis_url)

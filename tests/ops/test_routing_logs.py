@@ -54,7 +54,7 @@ def test_retries_and_final_failures_log_id_and_outcome(
     sqlite_url, sqlite_engine, json_lines, monkeypatch
 ):
     monkeypatch.setenv("TICKETPOST_DATABASE_URL", sqlite_url)
-    from ticketpost.settings import reset_settings
+    from core.settings import reset_settings
 
     reset_settings()
     inbound_id = store(sqlite_engine, "someone@nowhere.example", "hello")

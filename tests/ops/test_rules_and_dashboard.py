@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import service_missing
 from tests.ops.helpers import Scrape, metric_names
-from ticketpost.metrics import render_metrics
+from admin_api.metrics import render_metrics
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 RULES = OPS / "prometheus" / "alerts.yml"
@@ -137,7 +137,8 @@ def test_promtool_accepts_the_example_prometheus_configuration():
 
 
 def test_metrics_exposes_exactly_the_declared_families(exposed):
-    from ticketpost.metrics import EVENT_METRICS, STATE_METRICS
+    from admin_api.metrics import STATE_METRICS
+    from core.telemetry import EVENT_METRICS
 
     declared = set(STATE_METRICS) | {
         f"{m.name}_total" if m.kind == "counter" else m.name for m in EVENT_METRICS

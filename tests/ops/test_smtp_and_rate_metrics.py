@@ -11,8 +11,8 @@ from models.db import make_engine
 from routing.pipeline import route_inbound
 from tests.conftest import free_port
 from tests.ops.helpers import message, store, wait_until
-from ticketpost.metrics import get_event_store
-from ticketpost.settings import Settings
+from core.telemetry import get_event_store
+from core.settings import Settings
 
 
 def counted() -> dict:

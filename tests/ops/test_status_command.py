@@ -45,7 +45,7 @@ def installation(database_url, engine):
 @pytest.fixture
 def status_here(monkeypatch, capsys):
     """``ticketpost status ARGS`` run in this process with ``env``: (exit code, stdout)."""
-    from ticketpost.settings import reset_settings
+    from core.settings import reset_settings
 
     def run(*args: str, env: dict[str, str]) -> tuple[int, str]:
         for key, value in env.items():
@@ -101,7 +101,7 @@ def test_status_shows_queue_depth_and_dead_letters_from_redis(
     installation, redis_url, redis_ns, status_here
 ):
     from routing.broker import enqueue, setup_broker
-    from ticketpost.settings import Settings
+    from core.settings import Settings
 
     env = dict(installation, TICKETPOST_REDIS_URL=redis_url, TICKETPOST_REDIS_NAMESPACE=redis_ns)
     broker = setup_broker(Settings(redis_url=redis_url, redis_namespace=redis_ns))

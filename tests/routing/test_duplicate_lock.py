@@ -18,7 +18,7 @@ from ingest.store import store_inbound
 from models import TicketMessage
 from routing.pipeline import route_inbound
 from tests.routing.world import build_world
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 PLAIN = "Message-ID: <lock-1@acme.com>\r\n"
 FOLDED = "Message-ID:\r\n <lock-1@acme.com>\r\n"

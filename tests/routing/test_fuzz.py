@@ -14,7 +14,7 @@ from ingest.store import store_inbound
 from models import OUTCOMES, InboundMessage
 from routing.pipeline import route_inbound
 from tests.routing.world import build_world
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 MAIL = Path(__file__).resolve().parent.parent / "mail"
 REAL = [p.read_bytes() for p in sorted(MAIL.glob("*.eml"))]

@@ -23,7 +23,7 @@ from ingest.store import store_inbound
 from models import OUTCOMES, Client, Contact, InboundMessage, Ticket, TicketMessage
 from routing.pipeline import route_inbound
 from tests.routing.world import apply_setup, build_world
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 MAIL = Path(__file__).resolve().parent.parent / "mail"
 CASES = sorted(p.stem for p in MAIL.glob("*.eml"))

@@ -14,7 +14,7 @@ from models import Contact, InboundMessage, Ticket, TicketMessage
 from routing import pipeline
 from routing.pipeline import STEPS, InboundNotFound, record_failure, route_inbound
 from tests.routing.world import build_world
-from ticketpost.settings import Settings
+from core.settings import Settings
 
 
 def mail(sender="bob@acme.com", subject="Printer broken", message_id="<p1@acme.com>", extra=""):

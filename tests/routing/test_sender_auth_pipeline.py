@@ -15,7 +15,7 @@ from ingest.store import store_inbound
 from models import Client, ClientDomain, Contact, InboundMessage, Ticket
 from routing.pipeline import route_inbound
 from tests.routing.sender_auth_keys import DkimKey, dns_for
-from ticketpost.settings import Settings, reset_settings
+from core.settings import Settings, reset_settings
 
 MX = "mx.msp.example"
 SUPPORT = "support@msp.example"

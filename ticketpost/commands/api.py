@@ -32,7 +32,7 @@ def run(args) -> int:
     import uvicorn
 
     from models.db import get_engine
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     problem = schema_problem(get_engine(settings.database_url))

@@ -23,7 +23,7 @@ def run(args) -> int:
     from ingest.imap import ImapService
     from models.db import get_engine
     from routing.broker import is_in_process, setup_broker
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
     from ticketpost.up import Running, _start_worker_and_sweeper, install_stop_signals, stop_all
 
     settings = get_settings()

@@ -79,7 +79,7 @@ def run_add(args) -> int:
     from admin_api.services.mailboxes import create_mailbox
     from models.db import get_engine, session_scope
     from models.secrets import SecretKeyMissing
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     if not settings.secret_key:

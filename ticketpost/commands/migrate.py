@@ -10,7 +10,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from models.db import migrate
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
 
     url = get_settings().database_url
     migrate(url)

@@ -71,7 +71,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from models.db import get_engine
     from routing.replay import InvalidReplayFilter, replay_report
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     try:

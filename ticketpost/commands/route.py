@@ -24,7 +24,7 @@ def run(args) -> int:
     from ingest.store import store_inbound
     from models.db import get_engine
     from routing.pipeline import route_inbound
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
 
     if args.file == "-":
         raw = sys.stdin.buffer.read()

@@ -28,8 +28,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from models.db import get_engine
-    from ticketpost.metrics import take_snapshot
-    from ticketpost.settings import get_settings
+    from admin_api.metrics import take_snapshot
+    from core.settings import get_settings
 
     settings = get_settings()
     snap = take_snapshot(engine=get_engine(settings.database_url), settings=settings)
@@ -51,7 +51,7 @@ def run(args) -> int:
 
 def _redis_workers(settings) -> int | None:
     """Live worker processes by their heartbeats in Redis (None when Redis does not answer)."""
-    from ticketpost.metrics import get_event_store
+    from core.telemetry import get_event_store
 
     try:
         for family in get_event_store(settings).collect():

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from models import InboundMessage, Mailbox
-from ticketpost.metrics.queues import BrokerUnavailable, QueueDepth, queue_depths
+from routing.queues import BrokerUnavailable, QueueDepth, queue_depths
 
 log = logging.getLogger(__name__)
 

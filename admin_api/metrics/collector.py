@@ -2,7 +2,7 @@
 
 A custom prometheus_client ``Collector`` turns a fresh ``Snapshot`` (database and broker, read at
 scrape time) into metric families, and appends the event metrics of the event store (in-process
-or Redis, see ``ticketpost.metrics.events``). Nothing here keeps state between scrapes, so any API
+or Redis, see ``core.telemetry``). Nothing here keeps state between scrapes, so any API
 process of a distributed installation answers with the same numbers.
 """
 
@@ -15,9 +15,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
-from ticketpost.metrics.events import get_event_store
-from ticketpost.metrics.queues import QUEUE_STATES
-from ticketpost.metrics.snapshot import Snapshot, take_snapshot
+from core.telemetry import get_event_store
+from routing.queues import QUEUE_STATES
+from admin_api.metrics.snapshot import Snapshot, take_snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass
 
+from core.settings import Settings, get_settings
+from routing.broker import QUEUE_NAME, get_broker
+
 QUEUE_STATES = ("ready", "in_flight", "delayed", "dead_letter")
 
 
@@ -135,8 +138,6 @@ def queue_depths(*, settings=None, broker=None) -> list[QueueDepth]:
     in-process broker (``broker`` or the global dramatiq broker) is inspected; with no broker at
     all the answer is an empty list. Raised ``BrokerUnavailable`` when Redis does not answer.
     """
-    from ticketpost.settings import get_settings
-
     settings = settings or get_settings()
     broker = broker if broker is not None else current_broker()
     if settings.redis_url:
@@ -151,11 +152,20 @@ def queue_depths(*, settings=None, broker=None) -> list[QueueDepth]:
 
 def _routing_queue_names() -> tuple[str, ...]:
     """The routing queue's name, so it is shown (as zeros) before its first message."""
-    try:
-        from routing.broker import QUEUE_NAME
-    except ImportError:  # pragma: no cover - routing is part of every installation
-        return ()
     return (QUEUE_NAME,)
+
+
+def routing_queue_depth(settings: Settings | None = None) -> QueueDepth:
+    """Depth of the routing queue of this process's broker (set up from the settings if need be).
+
+    Raised ``BrokerUnavailable`` when Redis does not answer.
+    """
+    settings = settings or get_settings()
+    broker = get_broker()
+    for depth in queue_depths(settings=settings, broker=broker):
+        if depth.queue == QUEUE_NAME:
+            return depth
+    return QueueDepth(queue=QUEUE_NAME)
 
 
 _clients: dict[str, object] = {}
@@ -175,8 +185,6 @@ def _redis_client(url: str):
 def ping_broker(*, settings=None, broker=None) -> None:
     """Check the queue broker answers. Raised ``BrokerUnavailable`` when it does not."""
     import redis
-
-    from ticketpost.settings import get_settings
 
     settings = settings or get_settings()
     if not settings.redis_url:

@@ -20,7 +20,7 @@ Two stores behind one interface, picked from the settings at each hook call:
 
 Metrics are best effort: a failing store never breaks the mail flow (the hooks log and go on);
 increments made while Redis is unreachable are lost. The authoritative counts of messages by
-outcome come from the database at scrape time (``ticketpost.metrics.collector``).
+outcome come from the database at scrape time (``admin_api.metrics.collector``).
 """
 
 from __future__ import annotations
@@ -454,7 +454,7 @@ def get_event_store(settings=None) -> EventStore:
     One store per (Redis URL, namespace, process id): a forked child gets its own, and a caller
     with other settings (a test's app) never replaces the store the hooks of this process use.
     """
-    from ticketpost.settings import get_settings
+    from core.settings import get_settings
 
     settings = settings or get_settings()
     key = (settings.redis_url, settings.redis_namespace, os.getpid())
