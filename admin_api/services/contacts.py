@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import Client, Contact, utcnow
-from models.domain_names import InvalidDomain, normalize_domain
+from models.addresses import InvalidAddress, parse_address
 
 CONTACT_FIELDS = (
     "first_name", "last_name", "email", "phone", "mobile_phone", "job_title", "is_primary",
@@ -32,19 +31,11 @@ _NOT_NULL = ("first_name", "last_name", "email", "is_primary", "ignore_email", "
 
 
 def normalize_email(value: str, *, loc: Any = "email") -> str:
-    """``value`` as stored: lower-case local part @ canonical domain; Invalid saying what is wrong."""
-    text = (value or "").strip()
+    """``value`` as stored (models.addresses); Invalid at ``loc`` saying what is wrong."""
     try:
-        checked = validate_email(
-            text, check_deliverability=False, globally_deliverable=False, allow_smtputf8=True
-        )
-    except EmailNotValidError as exc:
-        raise Invalid(loc, f"{text!r} is not a usable e-mail address: {exc}") from None
-    try:
-        domain = normalize_domain(checked.domain)
-    except InvalidDomain as exc:
-        raise Invalid(loc, f"the domain of {text!r} is not usable: {exc}") from None
-    return f"{checked.local_part.lower()}@{domain}"
+        return parse_address(value or "").key
+    except InvalidAddress as exc:
+        raise Invalid(loc, str(exc)) from None
 
 
 def create_contact(

@@ -9,22 +9,18 @@ Decisions where the SPEC is silent:
 - ``is_primary``: at most one TRUE per client in one file (a second one is a row error). A row
   making a contact primary demotes the client's current primary contact in the same
   transaction, like ``PATCH /contacts/{id} {"is_primary": true}``: the file wins.
-- E-mail addresses are checked and stored exactly as the contacts API does (email-validator
-  without DNS; lower-case local part @ canonical IDNA domain).
+- E-mail addresses are checked and stored exactly as the contacts API and routing do
+  (models.addresses: email-validator without DNS; lower-case local part @ canonical IDNA domain).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from admin_api.services import contacts as contacts_service
-from admin_api.services.errors import Invalid
 from admin_api.services.import_spreadsheet import Record
 from admin_api.services.import_templates import CONTACTS
 from admin_api.services.imports import (
@@ -38,6 +34,7 @@ from admin_api.services.imports import (
     text_cell,
 )
 from models import Client, Contact
+from models.addresses import normalize_email
 
 clients = Client.__table__
 contacts = Contact.__table__
@@ -45,43 +42,6 @@ contacts = Contact.__table__
 TEXT_COLUMNS = ("first_name", "last_name", "phone", "mobile_phone", "job_title")
 BOOL_COLUMNS = ("is_primary", "ignore_email")
 QUERY_CHUNK = 1000
-
-
-# A plain ASCII address (dot-atom local part, letters/digits/hyphens domain) within the length
-# limits: its stored form is predictable, so only its domain needs the (slow) full check.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@([A-Za-z0-9.-]+)")
-
-
-def _full_check(value: str) -> str:
-    try:
-        return contacts_service.normalize_email(value)
-    except Invalid as exc:
-        raise ValueError(exc.message) from None
-
-
-@lru_cache(maxsize=65536)
-def _stored_domain(domain: str) -> str:
-    return _full_check(f"postmaster@{domain}").rpartition("@")[2]
-
-
-def normalize_email(value: str) -> str:
-    """An e-mail address in stored form, exactly as the contacts API stores it.
-
-    The contacts API's check (email-validator, then the domain rules) costs ~100 µs; a contacts
-    file repeats each domain many times, so plain ASCII addresses check their domain once
-    (cached) and lower-case the local part, which is what the full check gives for them.
-    Anything else takes the full check. ValueError is raised when ``value`` is not a usable
-    address; the message says why.
-    """
-    text = value.strip()
-    plain = _PLAIN_ADDRESS.fullmatch(text)
-    if plain and len(plain[1]) <= 64 and len(text) <= 254:
-        try:
-            return f"{plain[1].lower()}@{_stored_domain(plain[2])}"
-        except ValueError:
-            pass  # the full check below gives the message for the address itself
-    return _full_check(value)
 
 
 @dataclass

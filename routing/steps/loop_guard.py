@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import bindparam, func, literal_column, select
 
 from models import InboundMessage
+from models.addresses import AddressPatterns
 from models.base import UTCDateTime
 from routing.context import RoutingContext
 from routing.outcomes import Ignored
@@ -27,19 +28,6 @@ VENDOR_AUTO_HEADERS = {
     "X-FC-MachineGenerated": {"false", "no"},
     "X-Cron-Env": set(),
 }
-
-
-def _address_matches(address: str, patterns: list[str]) -> str | None:
-    """The support-address pattern ``address`` equals (``help@x`` or ``*@x``), if any."""
-    address = address.lower()
-    domain = address.rpartition("@")[2]
-    for pattern in patterns:
-        if pattern.startswith("*@"):
-            if domain == pattern[2:]:
-                return pattern
-        elif address == pattern:
-            return pattern
-    return None
 
 
 def loop_guard(ctx: RoutingContext) -> None:
@@ -74,15 +62,15 @@ def loop_guard(ctx: RoutingContext) -> None:
         if local in BOUNCE_LOCAL_PARTS:
             raise Ignored("ignored_bounce", f"sent by {address} (a mail system, not a person)")
 
-    patterns = ctx.settings.support_addresses
-    if patterns:
+    if ctx.settings.support_addresses:
+        patterns = AddressPatterns.from_entries(ctx.settings.support_addresses)
         for _name, address in mail.from_addresses:
-            hit = _address_matches(address, patterns)
+            hit = patterns.match(address)
             if hit:
                 raise Ignored("ignored_loop", f"From {address} is one of our own support addresses ({hit})")
         loop = mail.header_all("X-Loop")
         for value in loop:
-            hit = _address_matches(value.strip().strip("<>"), patterns)
+            hit = patterns.match(value)
             if hit:
                 raise Ignored("ignored_loop", f"X-Loop names our support address {hit}: this mail went round")
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import Text, bindparam, func, select
 
-from models.domain_names import InvalidDomain, normalize_domain
+from models.addresses import InvalidAddress, parse_address
 from routing.context import RoutingContext
-from routing.mailparse import clean_text
 from routing.outcomes import Ignored, Rejected
 from routing.prepared import Prepared
 from routing.sender_record import lookup_sender
 from routing.steps.loop_guard import rate_limit
-
-# RFC 5322 dot-atom local part, plus the quoted-string form; generous, since mail servers
-# already accepted the message: this only refuses what cannot be an address at all.
-_LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*|"[^"\r\n]*")$""")
-
 
 #: pg_advisory_xact_lock on a 64-bit hash of the Message-ID (released at commit). Keyed by the
 #: Message-ID alone, not (Message-ID, sender): copies from different senders merely wait for each
@@ -26,36 +18,6 @@ _LOCAL = re.compile(r"""^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(?:\
 _DUPLICATE_LOCK = Prepared(select(
     func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key", type_=Text), 0))
 ))
-
-
-class InvalidAddress(ValueError):
-    """Raised when a string is not a usable e-mail address; the message says why."""
-
-
-def normalize_address(address: str) -> tuple[str, str]:
-    """``Bob@Bücher.EXAMPLE`` → (``bob@xn--bcher-kva.example``, domain); raise InvalidAddress.
-
-    The domain becomes its lower-case IDNA A-label; the local part is lower-cased too, since
-    contacts are matched case-insensitively (SPEC §1).
-    """
-    address = address.strip().strip("<>").strip()
-    if not address:
-        raise InvalidAddress("the address is empty")
-    if "@" not in address:
-        raise InvalidAddress(f"{address[:100]!r} has no @")
-    local, _, domain = address.rpartition("@")
-    if not local:
-        raise InvalidAddress(f"{address[:100]!r} has nothing before the @")
-    if len(local) > 64 or not _LOCAL.match(local):
-        raise InvalidAddress(f"{local[:64]!r} is not a valid local part")
-    try:
-        domain = normalize_domain(domain)
-    except InvalidDomain as exc:
-        raise InvalidAddress(str(exc)) from None
-    full = f"{local.lower()}@{domain}"
-    if len(full) > 254:
-        raise InvalidAddress("the address is longer than 254 characters")
-    return clean_text(full), domain
 
 
 def sender(ctx: RoutingContext) -> None:
@@ -67,20 +29,20 @@ def sender(ctx: RoutingContext) -> None:
     chosen: tuple[str, str, str] | None = None  # (name, address, domain)
     for name, address in candidates:
         try:
-            normalized, domain = normalize_address(address)
+            checked = parse_address(address.strip().strip("<>"))
         except InvalidAddress as exc:
             problems.append(f"{address[:100]!r}: {exc}")
             continue
-        chosen = (name, normalized, domain)
+        chosen = (name, checked.key, checked.domain)
         break
     via = "From"
     if chosen is None and len(candidates) > 1:
         for name, address in mail.sender_header:
             try:
-                normalized, domain = normalize_address(address)
+                checked = parse_address(address.strip().strip("<>"))
             except InvalidAddress:
                 continue
-            chosen, via = (name, normalized, domain), "Sender"
+            chosen, via = (name, checked.key, checked.domain), "Sender"
             break
     if chosen is None:
         if not candidates:
