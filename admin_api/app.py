@@ -7,10 +7,11 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from admin_api.routes import (
     clients,
@@ -57,7 +58,19 @@ ROUTERS: tuple[APIRouter, ...] = (
 COMMON_RESPONSES: dict[int | str, dict] = {
     400: {"description": "the request body could not be parsed (not JSON, not UTF-8)"},
     401: {"description": "no bearer token, or an unknown or revoked one"},
+    409: {"description": "a concurrent change got in the way (nothing was changed): retry"},
+    413: {"description": "the request body is larger than the configured limit"},
+    503: {"description": "the database is busy or unavailable (nothing was changed): retry later"},
 }
+
+# Error answers stay short: at most this many validation errors, each message at most this long,
+# each part of a field location at most this long. Input values are never echoed.
+MAX_ERRORS = 20
+MAX_MESSAGE_CHARS = 300
+MAX_LOC_CHARS = 100
+# PostgreSQL's "serialization failure", "deadlock detected" and "lock not available": a lost
+# race between transactions, rolled back as a whole, so the client may simply send it again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
 
 def check_database(app: FastAPI) -> None:
@@ -90,6 +103,8 @@ def create_app(*, engine: Engine | None = None, settings: Settings | None = None
         description="Clients, domains, contracts, SLAs, contacts, tickets, the inbound log, "
         "mailboxes and tokens of ticketpost. Authenticate with `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        # 413 above this (TICKETPOST_API_MAX_BODY_BYTES); CSV imports get their own limit below.
+        max_body_size=settings.api_max_body_bytes,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -106,7 +121,8 @@ def create_app(*, engine: Engine | None = None, settings: Settings | None = None
     app.include_router(_health_router())
     app.include_router(metrics.router)  # /metrics, beside /healthz and /readyz
     for router in ROUTERS:
-        app.include_router(router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
+        limit = settings.api_max_import_bytes if router is imports.router else None
+        app.include_router(router, prefix=API_PREFIX, responses=COMMON_RESPONSES, max_body_size=limit)
     return app
 
 
@@ -144,12 +160,29 @@ def _health_router() -> APIRouter:
                 check(request.app)
                 results[name] = "ok"
             except Exception as exc:  # noqa: BLE001 - report, do not crash
+                # The answer needs no token, so it says only which dependency is down; the
+                # error (hosts, ports, driver text) goes to the log for the operator.
                 ready = False
-                results[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                results[name] = "unavailable"
+                log.warning("readiness: %s is unavailable", name, extra={"error": _first_line(exc)})
         body = {"status": "ready" if ready else "not ready", "checks": results}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return router
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _loc(loc) -> list:
+    """A field location with every part short (a 10 MB unknown key is not echoed either)."""
+    return [part if isinstance(part, int) else _short(str(part), MAX_LOC_CHARS) for part in loc]
 
 
 def validation_body(loc, message: str) -> dict:
@@ -157,7 +190,30 @@ def validation_body(loc, message: str) -> dict:
     loc = list(loc)
     if not loc or loc[0] not in ("body", "query", "path", "header"):
         loc = ["body", *loc]
-    return {"detail": [{"loc": loc, "msg": message, "type": "value_error"}]}
+    return {"detail": [{"loc": _loc(loc), "msg": _short(message), "type": "value_error"}]}
+
+
+def request_validation_body(errors) -> dict:
+    """FastAPI's 422 body without the echoed ``input`` and ``ctx``: location, message and type.
+
+    Pydantic puts the offending value (all of it, also of unknown fields such as a secret
+    sent by mistake, also a NaN that JSON cannot carry) into ``input``; the answer never
+    repeats it, and it stays short however large or numerous the errors are.
+    """
+    detail = []
+    for error in errors[:MAX_ERRORS]:
+        message = str(error.get("msg", ""))
+        if error.get("type") == "json_invalid" and isinstance(error.get("ctx"), dict):
+            message = f"{message}: {error['ctx'].get('error', '')}"  # json's reason, no input
+        detail.append({
+            "loc": _loc(error.get("loc", ("body",))),
+            "msg": _short(message),
+            "type": _short(str(error.get("type", "value_error")), MAX_LOC_CHARS),
+        })
+    if len(errors) > MAX_ERRORS:
+        detail.append({"loc": ["body"], "msg": f"{len(errors) - MAX_ERRORS} more errors not shown",
+                       "type": "too_many_errors"})
+    return {"detail": detail}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -173,10 +229,28 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: Invalid):
         return JSONResponse(validation_body(exc.loc, exc.message), status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse(request_validation_body(exc.errors()), status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError):
+        # The transaction was rolled back whole (the session closes without commit).
+        if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+            return JSONResponse(
+                {"detail": "a concurrent change got in the way and nothing was changed; retry"},
+                status_code=409,
+            )
+        log.warning("database error answered 503", extra={"error": _first_line(exc.orig or exc)})
+        return JSONResponse(
+            {"detail": "the database is busy or unavailable and nothing was changed; retry later"},
+            status_code=503, headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError):
         # Last line of defence for races the services' own checks could not see.
-        detail = str(exc.orig).splitlines()[0] if exc.orig else "constraint violated"
+        detail = _short(str(exc.orig).splitlines()[0]) if exc.orig else "constraint violated"
         return JSONResponse(
             {"detail": f"the change conflicts with existing data ({detail}); reload and retry"},
             status_code=409,
@@ -184,5 +258,5 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError):
-        detail = str(exc.orig).splitlines()[0] if exc.orig else "value out of range"
+        detail = _short(str(exc.orig).splitlines()[0], 200) if exc.orig else "value out of range"
         return JSONResponse(validation_body(["body"], f"a value was refused by the database: {detail}"), status_code=422)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     api_port: int = 8080
     admin_token: str | None = None
     metrics_token: str | None = None
+    # Request bodies above these sizes get 413: CSV imports, and everything else (JSON).
+    api_max_import_bytes: int = 50 * MIB
+    api_max_body_bytes: int = 1 * MIB
 
     unmatched_policy: Literal["triage", "reject"] = "triage"
     auto_create_contacts: bool = True

@@ -127,3 +127,20 @@ def test_metrics_need_no_token_unless_one_is_configured(sqlite_url, sqlite_engin
     ok = guarded.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
     assert ok.status_code == 200
     assert "ticketpost_inbound_messages" in ok.text
+
+
+def test_readyz_names_what_is_down_and_leaks_no_hosts_ports_or_errors(sqlite_url):
+    """/readyz needs no token, so it says which dependency is down and nothing about where."""
+    from models.db import make_engine
+
+    db_port, redis_port = free_port(), free_port()
+    engine = make_engine(f"postgresql+psycopg://ticketpost@127.0.0.1:{db_port}/ticketpost",
+                         connect_args={"connect_timeout": 2})
+    settings = Settings(database_url=sqlite_url, redis_url=f"redis://127.0.0.1:{redis_port}/0")
+    response = TestClient(create_app(engine=engine, settings=settings)).get("/readyz")
+    engine.dispose()
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready",
+                               "checks": {"database": "unavailable", "broker": "unavailable"}}
+    for leak in ("127.0.0.1", str(db_port), str(redis_port), "Error", "connection"):
+        assert leak not in response.text
