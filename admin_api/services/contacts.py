@@ -4,7 +4,8 @@ Decisions:
 - E-mail addresses are stored lower-case with the domain in IDNA A-label form, the same form
   routing compares senders in; ``Bob@ACME.com`` and ``bob@acme.com`` are one contact.
 - Making a contact primary demotes the client's previous primary in the same transaction; the
-  client row is locked first, so two concurrent switches cannot leave two primaries.
+  client row is locked first and the contact re-read after it, so concurrent switches run one
+  after another and exactly one primary remains (a lost race is a 409, never a broken state).
 - Moving a contact to another client drops its primary flag unless ``is_primary`` is given too.
 - The e-mail domain need not be one of the client's domains (people use private addresses).
 """
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,18 +69,21 @@ def create_contact(
 
 def update_contact(session: Session, *, contact_id: int, changes: Mapping[str, Any]) -> Contact:
     """Apply ``changes`` (only the keys given); ``is_primary: true`` switches the primary atomically."""
-    contact = get_contact(session, contact_id=contact_id)
     changes = dict(changes)
     for key in ("is_primary", "client_id"):
         if key in changes and changes[key] is None:
             raise Invalid(key, f"{key} cannot be null")
     is_primary = changes.pop("is_primary", None)
     new_client = changes.pop("client_id", None)
+    contact = get_contact(session, contact_id=contact_id)
+    if new_client is not None and new_client != contact.client_id:
+        _client(session, new_client, loc="client_id")
+    if is_primary is not None or (new_client is not None and new_client != contact.client_id):
+        contact = _locked_with_its_clients(session, contact, new_client)
     values = _checked(session, changes, contact_id=contact.id)
     for key, value in values.items():
         setattr(contact, key, value)
     if new_client is not None and new_client != contact.client_id:
-        _client(session, new_client, loc="client_id")
         contact.is_primary = False
         _flush(session, contact.email)
         contact.client_id = new_client
@@ -92,9 +97,46 @@ def update_contact(session: Session, *, contact_id: int, changes: Mapping[str, A
     return contact
 
 
+def lock_clients(session: Session | Connection, client_ids) -> None:
+    """Lock these clients' rows (in id order) for a change of their primary contact.
+
+    Every change of a primary contact takes this lock first, so the switches of one client run
+    one after another and each sees the previous one's result. ``FOR NO KEY UPDATE`` does not
+    conflict with the key-share lock an INSERT of a contact takes on its client (foreign key),
+    so creating contacts does not deadlock with it. SQLite: ``BEGIN IMMEDIATE`` serialises anyway.
+    """
+    ids = sorted({int(i) for i in client_ids if i is not None})
+    if ids:
+        session.execute(
+            select(Client.id).where(Client.id.in_(ids)).order_by(Client.id).with_for_update(key_share=True)
+        ).all()
+
+
+def _locked_with_its_clients(session: Session, contact: Contact, new_client: int | None) -> Contact:
+    """``contact`` re-read after its client (and ``new_client``) are locked; NotFound when gone.
+
+    The contact was loaded before the lock, so a concurrent switch may have changed its primary
+    flag meanwhile: writing from that stale state is how a client ended up with no primary.
+    A contact moved to another client between the read and the lock is locked again.
+    """
+    for _ in range(3):
+        client_id = contact.client_id
+        lock_clients(session, (client_id, new_client))
+        fresh = session.scalar(
+            select(Contact).where(Contact.id == contact.id)
+            .with_for_update(key_share=True).execution_options(populate_existing=True)
+        )
+        if fresh is None:
+            raise NotFound("contact", contact.id)
+        if fresh.client_id == client_id:
+            return fresh
+        contact = fresh
+    raise Conflict(f"contact {contact.id} is being moved between clients right now; retry")
+
+
 def make_primary(session: Session, *, contact: Contact) -> Contact:
     """Make ``contact`` its client's primary contact, demoting the previous one (same transaction)."""
-    session.execute(select(Client.id).where(Client.id == contact.client_id).with_for_update())
+    lock_clients(session, (contact.client_id,))
     session.execute(
         update(Contact)
         .where(
@@ -106,9 +148,12 @@ def make_primary(session: Session, *, contact: Contact) -> Contact:
         .execution_options(synchronize_session="fetch")
     )
     session.flush()
-    contact.is_primary = True
     try:
-        session.flush()
+        # Written whatever the session believes the flag is (it may have been loaded before the lock).
+        session.execute(
+            update(Contact).where(Contact.id == contact.id).values(is_primary=True)
+            .execution_options(synchronize_session="fetch")
+        )
     except IntegrityError:
         raise Conflict(
             f"another contact of client {contact.client_id} was made primary at the same time; retry"

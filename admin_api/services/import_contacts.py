@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
+from admin_api.services.contacts import lock_clients
 from admin_api.services.import_spreadsheet import Record
 from admin_api.services.import_templates import CONTACTS
 from admin_api.services.imports import (
@@ -184,6 +185,8 @@ class ContactImporter:
         if plan.new_primaries:
             promoted = set(plan.new_primaries.values())
             demote: list[int] = []
+            for chunk in chunks(sorted(plan.new_primaries), QUERY_CHUNK):
+                lock_clients(conn, chunk)  # like every primary switch: the client row first
             for chunk in chunks(plan.new_primaries, QUERY_CHUNK):
                 query = select(contacts.c.id).where(contacts.c.is_primary,
                                                     contacts.c.client_id.in_(chunk))
