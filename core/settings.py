@@ -20,6 +20,17 @@ def _split_list(value: object) -> object:
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> float:
+    """``"24h"``, ``"30m"``, ``"90s"``, ``"2d"`` or plain seconds → seconds; ValueError otherwise."""
+    text = value.strip().lower()
+    if text and text[-1] in _UNITS:
+        return float(text[:-1]) * _UNITS[text[-1]]
+    return float(text)
+
+
 class Settings(BaseSettings):
     """All knobs of ticketpost; defaults are the embedded, single-process mode."""
 
@@ -57,6 +68,20 @@ class Settings(BaseSettings):
 
     secret_key: str | None = None
 
+    # answering (SPEC §10): unset outbound_url = nothing is sent and nothing is queued
+    outbound_url: str | None = None
+    outbound_ca_file: str | None = None  # CA bundle to verify the outbound server (default: system)
+    outbound_timeout_s: float = 30.0
+    reply_from: str | None = None  # default: the first support address
+    acknowledge_triaged: bool = False
+    acknowledge_per_hour: int = 10  # acknowledgements per recipient per hour (0 = none)
+    notice_interval: Annotated[float, NoDecode] = 24 * 3600.0  # seconds; "24h", "30m", "90s" too
+    outbox_max_attempts: int = 10
+    outbox_min_backoff_s: float = 30.0
+    outbox_max_backoff_s: float = 3600.0
+    outbox_lease_s: float = 120.0  # a claimed row is sent again after this if its sender died
+    outbox_poll_interval_s: float = 5.0
+
     worker_threads: int = 2
     route_max_retries: int = 5
     sweeper_interval_s: float = 30.0
@@ -85,10 +110,24 @@ class Settings(BaseSettings):
     def _lists(cls, value: object) -> object:
         return _split_list(value)
 
+    @field_validator("notice_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
     @field_validator("support_addresses")
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         return [v.lower() for v in value]
+
+    @property
+    def reply_address(self) -> str:
+        """The From of every mail we send: REPLY_FROM, else the first support address."""
+        if self.reply_from:
+            return self.reply_from
+        for address in self.support_addresses:
+            return address.replace("*@", "support@", 1)
+        return f"support@{self.smtp_hostname}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -6,6 +6,7 @@ from models.contact import Contact
 from models.contract import CONTRACT_TYPES, Contract
 from models.inbound import INBOUND_STATUSES, OUTCOMES, InboundMessage
 from models.mailbox import Mailbox
+from models.outbox import OUTBOX_KINDS, OUTBOX_STATUSES, TEMPLATE_KINDS, ClientTemplate, OutboxItem
 from models.sla import Sla, ThresholdProfile
 from models.ticket import TICKET_CHANNELS, TICKET_STATUSES, OutboundMessage, Ticket, TicketMessage
 from models.token import ROLES, ApiToken
@@ -14,5 +15,5 @@ __all__ = [
     "Base", "utcnow", "Client", "ClientDomain", "Contact", "CONTRACT_TYPES", "Contract",
     "INBOUND_STATUSES", "OUTCOMES", "InboundMessage", "Mailbox", "Sla", "ThresholdProfile",
     "TICKET_CHANNELS", "TICKET_STATUSES", "OutboundMessage", "Ticket", "TicketMessage", "ROLES",
-    "ApiToken",
+    "ApiToken", "OUTBOX_KINDS", "OUTBOX_STATUSES", "TEMPLATE_KINDS", "ClientTemplate", "OutboxItem",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, UTCDateTime, utcnow
@@ -28,6 +28,8 @@ class Client(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     tickets_only_by_primary_contact: Mapped[bool] = mapped_column(Boolean, default=False)
     require_authenticated_sender: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: answer new tickets with an acknowledgement (when outbound mail is configured; SPEC §10)
+    send_acknowledgements: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     sla_id: Mapped[int | None] = mapped_column(ForeignKey("slas.id", ondelete="SET NULL"))
     threshold_profile_id: Mapped[int | None] = mapped_column(
         ForeignKey("threshold_profiles.id", ondelete="SET NULL")

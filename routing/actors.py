@@ -16,6 +16,8 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
+from routing.outbox.dispatcher import send_outbox
+
 log = logging.getLogger(__name__)
 
 #: Retry policy of routing, declared at the actor (``TICKETPOST_ROUTE_MAX_RETRIES`` and the
@@ -87,7 +89,7 @@ route_inbound = dramatiq.actor(
 )
 
 #: Every actor of ticketpost, rebound together by bind_actors.
-ACTORS = (route_inbound,)
+ACTORS = (route_inbound, send_outbox)
 
 
 def bind_actors(broker: dramatiq.Broker, settings=None) -> None:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: The one queue routing work travels on.
 QUEUE_NAME = "inbound"
+#: The queue of the outbox dispatcher (routing.outbox.dispatcher.QUEUE_NAME), consumed by the same workers.
+OUTBOX_QUEUE = "outbox"
 
 _lock = threading.Lock()
 _broker: dramatiq.Broker | None = None
@@ -146,7 +148,7 @@ def start_worker(threads: int | None = None, settings: Settings | None = None) -
     broker = get_broker()
     worker = dramatiq.Worker(
         broker,
-        queues={QUEUE_NAME, f"{QUEUE_NAME}.DQ"},
+        queues={QUEUE_NAME, f"{QUEUE_NAME}.DQ", OUTBOX_QUEUE},
         worker_threads=threads or settings.worker_threads,
         # An idle consumer polls Redis with a backoff capped here: the worst-case delay before a
         # new message is picked up (dramatiq's default is 1 s).

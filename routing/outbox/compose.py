@@ -1,0 +1,112 @@
+"""Build the acknowledgement or notice of one outbox row: headers, texts, bytes to send.
+
+Every mail carries ``Auto-Submitted: auto-replied`` (RFC 3834) and ``X-Auto-Response-Suppress:
+All`` (Exchange), so auto-responders (other helpdesks included) stay silent, plus ``X-Loop`` with
+our address; ``In-Reply-To`` and ``References`` point at the person's mail so it threads in their
+client; the ``Message-ID`` is the one recorded on the row (and, for an acknowledgement, in
+``outbound_messages``, so a reply to it continues the ticket even without the ``[#N]`` tag).
+"""
+
+from __future__ import annotations
+
+import logging
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, parseaddr
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from models import ClientTemplate, Client, Contact, InboundMessage, Ticket, utcnow
+from routing.outbox.templates import TemplateInvalid, TemplateSet, default_template, render
+
+log = logging.getLogger(__name__)
+
+MAX_REFERENCES = 20  # the newest References kept in an answer
+
+
+def template_kind(row) -> str:
+    """The template of a mail row: ``acknowledgement`` or the notice's own kind."""
+    if row.kind == "acknowledgement":
+        return "acknowledgement"
+    return (row.payload or {}).get("template") or "notice_not_primary"
+
+
+def load_values(db: Connection, rows: list) -> dict[int, dict]:
+    """The template values of each mail row in ``rows`` (by row id), read in a few statements."""
+    ticket_ids = {r.ticket_id for r in rows if r.ticket_id is not None}
+    inbound_ids = {r.inbound_id for r in rows if r.inbound_id is not None}
+    client_ids = {r.client_id for r in rows if r.client_id is not None}
+    tickets = {}
+    if ticket_ids:
+        t = Ticket.__table__
+        for row in db.execute(select(t.c.id, t.c.number, t.c.subject, t.c.status, t.c.first_response_due_at,
+                                     t.c.resolution_due_at, t.c.created_at).where(t.c.id.in_(ticket_ids))):
+            tickets[row.id] = dict(row._mapping)
+    contacts = {}
+    if inbound_ids:
+        i, c = InboundMessage.__table__, Contact.__table__
+        for row in db.execute(select(i.c.id, c.c.first_name, c.c.last_name, c.c.email)
+                              .join(c, c.c.id == i.c.contact_id).where(i.c.id.in_(inbound_ids))):
+            contacts[row.id] = {"first_name": row.first_name, "last_name": row.last_name,
+                                "name": f"{row.first_name} {row.last_name}".strip(), "email": row.email}
+    clients, overrides = {}, {}
+    if client_ids:
+        c = Client.__table__
+        for row in db.execute(select(c.c.id, c.c.name).where(c.c.id.in_(client_ids))):
+            clients[row.id] = {"name": row.name}
+        tpl = ClientTemplate.__table__
+        for row in db.execute(select(tpl).where(tpl.c.client_id.in_(client_ids))):
+            overrides[(row.client_id, row.kind)] = TemplateSet(row.subject, row.body_text, row.body_html)
+    values = {}
+    for r in rows:
+        payload = r.payload or {}
+        values[r.id] = {
+            "ticket": tickets.get(r.ticket_id),
+            "subject": payload.get("subject") or "",
+            "client": clients.get(r.client_id),
+            "contact": contacts.get(r.inbound_id),
+            "recipient": r.recipient,
+            "rule": payload.get("rule") or "",
+            "kind": template_kind(r),
+            "_template": overrides.get((r.client_id, template_kind(r))),
+        }
+    return values
+
+
+def compose(row, values: dict, *, reply_address: str) -> bytes:
+    """The bytes of the mail of outbox ``row``, with ``values`` from :func:`load_values`."""
+    kind = template_kind(row)
+    override = values.pop("_template", None)
+    values = dict(values, reply_address=parseaddr(reply_address)[1])
+    rendered = None
+    if override is not None:
+        try:
+            rendered = render(override, values)
+        except TemplateInvalid as exc:
+            log.warning("the client's %s template failed; the default is used: %s", kind, exc,
+                        extra={"outbox_id": row.id})
+    if rendered is None:
+        rendered = render(default_template(kind), values)
+    payload = row.payload or {}
+    msg = EmailMessage(policy=SMTP)
+    name, address = parseaddr(reply_address)
+    msg["From"] = formataddr((name, address)) if name else address
+    contact = values.get("contact") or {}
+    msg["To"] = formataddr((contact.get("name") or "", row.recipient)) if contact.get("name") else row.recipient
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = f"<{row.message_id}>"
+    parent = payload.get("in_reply_to")
+    if parent:
+        msg["In-Reply-To"] = f"<{parent}>"
+        references = [r for r in (payload.get("references") or []) if r != parent][-(MAX_REFERENCES - 1):]
+        msg["References"] = " ".join(f"<{r}>" for r in [*references, parent])
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Loop"] = address
+    msg["Precedence"] = "auto_reply"
+    msg.set_content(rendered.text)
+    if rendered.html:
+        msg.add_alternative(rendered.html, subtype="html")
+    return msg.as_bytes()
