@@ -116,6 +116,26 @@ def evaluate_authentication(
     )
 
 
+def dmarc_failure(*, message: Message | None, raw: bytes, trusted_authserv_ids: Sequence[str]) -> str | None:
+    """"dmarc=fail at X" when the topmost trusted Authentication-Results says DMARC failed, else None.
+
+    The answering rules (routing.outbox.answer) never answer such a From: it is likely forged.
+    """
+    trusted = {t.strip().lower() for t in trusted_authserv_ids if t and t.strip()}
+    if not trusted:
+        return None
+    for value in _header_values(message, raw)[:MAX_HEADERS]:
+        authserv_id = authserv_id_of(value)
+        if authserv_id not in trusted:
+            continue
+        header = _read_header(value, authserv_id)
+        for result in header.results or []:
+            if (result.method or "").lower() == "dmarc" and (result.result or "").lower() == "fail":
+                return f"dmarc=fail at {authserv_id}"
+        return None
+    return None
+
+
 # --- reading headers ----------------------------------------------------------------------------
 
 

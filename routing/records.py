@@ -42,6 +42,7 @@ class ClientRow(NamedTuple):
     sla_id: int | None
     tickets_only_by_primary_contact: bool
     require_authenticated_sender: bool
+    send_acknowledgements: bool
 
 
 class ContactRow(NamedTuple):

@@ -114,11 +114,12 @@ class Running:
     api: Any = None
     worker: Any = None
     sweeper: Any = None
+    outbox: Any = None  # the outbox poller (routing.outbox.dispatcher.OutboxPoller)
     notes: list[str] = field(default_factory=list)
 
 
 #: Stop accepting first, then let in-flight work finish, then stop the machinery.
-STOP_ORDER: tuple[str, ...] = ("smtp", "imap", "api", "sweeper", "worker")
+STOP_ORDER: tuple[str, ...] = ("smtp", "imap", "api", "sweeper", "outbox", "worker")
 
 
 def _stop(name: str, component: Any, timeout: float) -> None:
@@ -141,9 +142,32 @@ def stop_all(running: Running, timeout: float) -> None:
             _stop(name, component, timeout)
         except Exception:  # noqa: BLE001 - keep stopping the rest
             log.exception("stopping failed", extra={"step": name})
+    from routing.outbox.transport import close_transports
+
+    close_transports()
     from models.db import dispose_engines
 
     dispose_engines()
+
+
+def _outbound(settings: Settings) -> str:
+    """Where acknowledgements and notices go, for the start-up banner (password hidden)."""
+    if not settings.outbound_url:
+        return "off (TICKETPOST_OUTBOUND_URL unset: nothing is sent)"
+    from routing.outbox.transport import OutboundConfigError, parse_outbound_url
+
+    try:
+        return f"{parse_outbound_url(settings.outbound_url)} from {settings.reply_address}"
+    except OutboundConfigError as exc:
+        return f"NOT working: {exc}"
+
+
+def _check_outbound(settings: Settings) -> None:
+    """Raised ValueError (OutboundConfigError) when TICKETPOST_OUTBOUND_URL is set but unusable."""
+    if settings.outbound_url:
+        from routing.outbox.transport import parse_outbound_url
+
+        parse_outbound_url(settings.outbound_url)
 
 
 def _redacted(url: str) -> str:
@@ -153,10 +177,13 @@ def _redacted(url: str) -> str:
 def _start_worker_and_sweeper(running: Running, settings: Settings, engine, threads: int) -> None:
     from ingest.sweeper import Sweeper
     from routing.broker import start_worker
+    from routing.outbox.dispatcher import OutboxPoller
 
     running.worker = start_worker(threads, settings)
     running.sweeper = Sweeper(engine=engine)
     running.sweeper.start()
+    running.outbox = OutboxPoller(engine=engine, settings=settings)
+    running.outbox.start()
 
 
 def _start_imap(running: Running, settings: Settings, engine) -> None:
@@ -192,7 +219,8 @@ def run_up(settings: Settings | None = None, *, out=None) -> int:
     try:
         check_bind(settings)
         tls_context(settings)
-    except SmtpConfigError as exc:
+        _check_outbound(settings)
+    except (SmtpConfigError, ValueError) as exc:
         print(f"ticketpost up: {exc}", file=sys.stderr)
         return 2
     stop = install_stop_signals()
@@ -234,6 +262,7 @@ def run_up(settings: Settings | None = None, *, out=None) -> int:
         lines.append(f"  admin API  http://{settings.api_host}:{settings.api_port}/api/v1")
     lines += [
         f"  database   {_redacted(settings.database_url)}",
+        f"  answering  {_outbound(settings)}",
         f"  queue      {queue} ({type(broker).__name__}), "
         f"{settings.worker_threads} worker threads",
         *[f"  {note}" for note in running.notes],
@@ -302,6 +331,11 @@ def run_worker(
     problem = _require_redis(settings, "worker")
     if problem:
         print(f"ticketpost worker: {problem}", file=sys.stderr)
+        return 2
+    try:
+        _check_outbound(settings)
+    except ValueError as exc:
+        print(f"ticketpost worker: {exc}", file=sys.stderr)
         return 2
     stop = install_stop_signals()
     setup_broker(settings)

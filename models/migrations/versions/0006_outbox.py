@@ -22,9 +22,9 @@ def _utc():
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("clients") as batch:
-        batch.add_column(sa.Column("send_acknowledgements", sa.Boolean(), nullable=False,
-                                   server_default=sa.true()))
+    # a plain ADD COLUMN (not batch mode: SQLite's table copy would drop uq_clients_name_lower)
+    op.add_column("clients", sa.Column("send_acknowledgements", sa.Boolean(), nullable=False,
+                                       server_default=sa.true()))
     op.create_table(
         "outbox",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -77,5 +77,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("client_templates")
     op.drop_table("outbox")
-    with op.batch_alter_table("clients") as batch:
-        batch.drop_column("send_acknowledgements")
+    op.drop_column("clients", "send_acknowledgements")
