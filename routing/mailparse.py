@@ -136,7 +136,27 @@ def _raw_header_text(value: object) -> str:
         pass
     if not _has_surrogates(value):
         return value
-    return decode_bytes(_to_bytes(value))
+    return decode_8bit_header(_to_bytes(value))
+
+
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+
+
+def decode_8bit_header(data: bytes) -> str:
+    """Raw 8-bit header bytes as text: UTF-8, else Windows-1252; never a guessed charset.
+
+    Bytes that are mostly well-formed UTF-8 (a sequence cut short, one stray byte) stay UTF-8
+    with U+FFFD for the bad bytes: a charset guesser reads such a Cyrillic display name as UTF-16.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    in_sequences = sum(len(m) for m in _UTF8_SEQUENCE.findall(data))
+    if in_sequences * 3 >= len(_HIGH_BYTE.findall(data)) * 2:
+        return data.decode("utf-8", errors="replace")
+    return data.decode("cp1252", errors="replace")
 
 
 def _to_bytes(text: str) -> bytes:
@@ -275,15 +295,21 @@ def parse_message(raw: bytes, *, sha256: str | None = None) -> ParsedMail:
     """Read the header block of ``raw`` and decode what routing needs. Never raises."""
     match = _BLANK_LINE.search(raw)
     head = raw[: match.end()] if match else raw
+    if head[:1] in (b" ", b"\t") and head[: head.find(b"\n")].strip():
+        head = head.lstrip(b" \t")  # a first header indented by mistake (" From: ..."): still a header
     try:
         headers = read_headers(head)
     except Exception:  # noqa: BLE001 - unparseable header block: route it as header-less mail
         headers = Message()
-    # raw_items() gives the values as parsed; Message.get() would hand 8-bit values back as lossy
-    # Header objects. RFC 2047 words are decoded only in the headers routing reads.
-    index: dict[str, list[str]] = {}
-    for name, value in headers.raw_items():
-        index.setdefault(name.lower(), []).append(_raw_header_text(value))
+    index = _index(headers)
+    if "from" not in index and _OBS_HEADER_NAME.search(head):
+        # "From  : x" (RFC 5322 obsolete syntax, blanks before the colon) is a From header too;
+        # the parsers stop at the first such line, so read the block again without the blanks
+        try:
+            headers = read_headers(_OBS_HEADER_NAME.sub(rb"\1:", head))
+            index = _index(headers)
+        except Exception:  # noqa: BLE001, S110 - keep the first reading
+            pass
 
     def first(key: str) -> str | None:
         values = index.get(key)
@@ -314,6 +340,21 @@ def parse_message(raw: bytes, *, sha256: str | None = None) -> ParsedMail:
     )
 
 
+_OBS_HEADER_NAME = re.compile(rb"(?m)^([!-9;-~]+)[ \t]+:")
+
+
+def _index(headers: Message) -> dict[str, list[str]]:
+    """Header values by lower-case name, as text (8-bit bytes decoded, encoded words not).
+
+    raw_items() gives the values as parsed; Message.get() would hand 8-bit values back as lossy
+    Header objects. RFC 2047 words are decoded only in the headers routing reads.
+    """
+    index: dict[str, list[str]] = {}
+    for name, value in headers.raw_items():
+        index.setdefault(name.lower(), []).append(_raw_header_text(value))
+    return index
+
+
 def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
     if not value:
         return "text/plain", {}
@@ -336,11 +377,31 @@ def _addresses(values: list[object]) -> list[tuple[str, str]]:
             found = getaddresses([text])
         except Exception:  # noqa: BLE001 - malformed address list
             found = []
+        if "<" not in text and any(not _plausible(addr) for name, addr in found if addr or name):
+            found = _bare_addresses(text) or found
         for name, addr in found:
             if not addr and not name:
                 continue
             pairs.append((decode_header_value(name) if name else "", clean_text(addr.strip())))
     return pairs
+
+
+_BARE_ADDRESS = re.compile(r"[^\s<>,;:\"'()]+@[^\s<>,;:\"'()]+")
+
+
+def _plausible(address: str) -> bool:
+    local, at, domain = address.strip().rpartition("@")
+    return bool(at and local and domain) and not any(c.isspace() for c in address.strip())
+
+
+def _bare_addresses(text: str) -> list[tuple[str, str]]:
+    """Addresses of a value written without brackets or commas (``tim@x.com bob@x.com``,
+    ``Big Bug bb@bug.com``): each ``local@domain`` word, the words before the first as its name."""
+    words = list(_BARE_ADDRESS.finditer(text))
+    if not words:
+        return []
+    name = text[: words[0].start()].strip().strip('"').strip()
+    return [(name if i == 0 else "", m.group(0)) for i, m in enumerate(words)]
 
 
 # --- body -----------------------------------------------------------------------------------------
@@ -353,6 +414,7 @@ def _addresses(values: list[object]) -> list[tuple[str, str]]:
 MAX_DEPTH = 50
 MAX_PARTS = 1000
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_SPACED_WORDS = re.compile(rb"[A-Za-z0-9+/=][ \t]+[A-Za-z0-9+/=]")  # never inside a base64 line
 _QUOTED_LEAF = ("text/plain", "text/html")
 
 
@@ -402,6 +464,8 @@ class _Part:
             try:
                 return binascii.a2b_base64(body)
             except (binascii.Error, ValueError):
+                if self.ctype.startswith("text/") and _SPACED_WORDS.search(body):
+                    return body  # words with blanks between them: text mislabelled base64
                 cleaned = _B64_JUNK.sub(b"", body)
                 cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
                 try:
