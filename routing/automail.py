@@ -153,9 +153,7 @@ def _bounce(mail: ParsedMail, envelope_from: str | None, parts: frozenset[str]) 
         if address and _is_mail_system(address):
             return Verdict("ignored_bounce", f"sent by {address[:100]} (a mail system, not a person)")
     raw_from = mail.raw_header("From")
-    if raw_from is not None and (
-        _EMPTY_ANGLE.search(raw_from) or any(name and not address for name, address in mail.from_addresses)
-    ):
+    if raw_from is not None and _EMPTY_ANGLE.search(raw_from) and not any(a for _, a in mail.from_addresses):
         return Verdict("ignored_bounce",
                        f"From {mail.from_header[:100]!r} has an empty address (a mail system's bounce)")
     return None

@@ -57,6 +57,7 @@ def _isolated_settings(monkeypatch):
             "TICKETPOST_REQUIRE_SERVICES",
             "TICKETPOST_TEST_PG_URL",
             "TICKETPOST_TEST_REDIS_URL",
+            "TICKETPOST_CORPORA",  # where the real-world mail corpora are (tests.corpora)
         ):
             monkeypatch.delenv(key)
     reset_settings()
