@@ -189,7 +189,7 @@ def _by_subject(mail: ParsedMail) -> Verdict | None:
         prefix = next((p for p in prefixes if subject.startswith(p)), None)
         if prefix is None:
             continue
-        why = _corroboration(mail, subject[len(prefix):], markers)
+        why = _corroboration(mail, subject[len(prefix):].lstrip(" :"), markers)
         if why:
             return Verdict(outcome, f"{kind}: subject starts with {prefix!r} and {why}")
     return None
@@ -206,7 +206,7 @@ def _corroboration(mail: ParsedMail, rest: str, markers: tuple[str, ...]) -> str
     if mail.message_id_synthetic:
         return "it has no Message-ID"
     topic = mail.header("Thread-Topic")
-    if topic and rest.strip() and fold(topic) == rest.strip():
+    if topic and rest and fold(topic) == rest:
         return "its Thread-Topic is the original subject (an Exchange-generated reply)"
     if mail.content_type == "application/ms-tnef":
         return "it is a bare Outlook item (application/ms-tnef), as Outlook's receipts are"

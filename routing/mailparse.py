@@ -461,11 +461,11 @@ class _Part:
         cte = self.get("Content-Transfer-Encoding").strip().lower()
         body = self.body
         if cte == "base64":
+            if self.ctype.startswith("text/") and (b" " in body or b"\t" in body) and _SPACED_WORDS.search(body):
+                return body  # words with blanks between them: text mislabelled base64 (kept, as the stdlib does)
             try:
                 return binascii.a2b_base64(body)
             except (binascii.Error, ValueError):
-                if self.ctype.startswith("text/") and _SPACED_WORDS.search(body):
-                    return body  # words with blanks between them: text mislabelled base64
                 cleaned = _B64_JUNK.sub(b"", body)
                 cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
                 try:
