@@ -131,8 +131,11 @@ def _ensure_admin_token(app: FastAPI) -> None:
 
     try:
         with app.state.sessionmaker() as session:
-            ensure_token(session, secret=app.state.settings.admin_token)
+            token = ensure_token(session, secret=app.state.settings.admin_token)
             session.commit()
+        if token is None:
+            log.warning("TICKETPOST_ADMIN_TOKEN holds a revoked token, which stays revoked; "
+                        "set a new value to rotate it")
     except Exception as exc:  # noqa: BLE001 - the auth dependency retries on first use
         log.warning(
             "could not register TICKETPOST_ADMIN_TOKEN at start; it is checked on first use",

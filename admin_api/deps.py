@@ -86,11 +86,12 @@ def current_caller(
     secret = credentials.credentials
     token = token_service.authenticate(session, secret=secret)
     if token is None and token_service.same_secret(secret, settings.admin_token):
-        # TICKETPOST_ADMIN_TOKEN means an admin token with that value exists (created at start;
-        # created here if the schema appeared after the app started).
+        # TICKETPOST_ADMIN_TOKEN means an admin token with that value exists (registered at
+        # start; here if the schema appeared after the app started), unless it was revoked.
         row = token_service.ensure_token(session, secret=secret)
-        row.last_used_at = utcnow()
-        token = token_service.TokenIdentity(id=row.id, name=row.name, role=row.role, touched=True)
+        if row is not None:
+            row.last_used_at = utcnow()
+            token = token_service.TokenIdentity(id=row.id, name=row.name, role=row.role, touched=True)
     if token is None:
         session.rollback()
         raise _unauthorized("invalid or revoked token")

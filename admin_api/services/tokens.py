@@ -56,6 +56,8 @@ def create_token(session: Session, *, name: str, role: str) -> IssuedToken:
     name = (name or "").strip()
     if not name:
         raise Invalid("name", "a token needs a name saying who or what uses it")
+    if name == ENV_TOKEN_NAME:
+        raise Invalid("name", f"{ENV_TOKEN_NAME} is reserved for the token of that variable")
     if role not in ROLES:
         raise Invalid("role", f"role must be one of {', '.join(ROLES)}")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -65,8 +67,16 @@ def create_token(session: Session, *, name: str, role: str) -> IssuedToken:
     return IssuedToken(token=token, secret=secret)
 
 
-def ensure_token(session: Session, *, secret: str, role: str = "admin", name: str = ENV_TOKEN_NAME) -> ApiToken:
-    """Make sure a live token with this secret exists (TICKETPOST_ADMIN_TOKEN); idempotent.
+def ensure_token(
+    session: Session, *, secret: str, role: str = "admin", name: str = ENV_TOKEN_NAME
+) -> ApiToken | None:
+    """The token of TICKETPOST_ADMIN_TOKEN's value: registered when new, None when revoked.
+
+    - A value never seen before is registered as an admin token named ``name``, and every other
+      live token of that name (the previous values of the variable) is revoked with it: changing
+      the variable rotates the automation token.
+    - A revoked value stays revoked (None): revoking it over the API or CLI retires it for good,
+      even while the variable still holds it. Set a new value to get a working token again.
 
     Call it first in a session: losing a race to create the row rolls the session back.
     """
@@ -77,13 +87,17 @@ def ensure_token(session: Session, *, secret: str, role: str = "admin", name: st
         session.add(token)
         try:
             session.flush()
-        except IntegrityError:  # another process created it at the same moment
+        except IntegrityError:  # another process registered it at the same moment
             session.rollback()
             token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-    else:
-        token.role = role
-        token.revoked_at = None
-    session.flush()
+        else:
+            session.execute(
+                update(ApiToken)
+                .where(ApiToken.name == name, ApiToken.id != token.id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+    if token is None or token.revoked_at is not None:
+        return None
     return token
 
 
