@@ -19,7 +19,11 @@ corpus (``--chunk``, 50 messages), so a busy shared machine slows both alike:
 
 Reported per side: messages per second (wall clock of the calls above, summed over the messages;
 reading the .eml file is not timed), CPU time of the process per message, SQL statements per
-message, peak RSS of the process (``resource.getrusage``), and correctness counted after the run
+message counted at the driver for both sides alike (``bench/statements.py``: BEGIN, COMMIT and
+SAVEPOINT included) and durable commits per message (COMMITs, plus writing statements run in
+autocommit mode: Django's default, so django-helpdesk's e-mail path commits, and flushes the WAL
+for, every INSERT/UPDATE on its own), peak RSS of the process (``resource.getrusage``), and
+correctness counted after the run
 from each side's results, keyed by the ``X-Corpus-Kind`` of every message: new messages that opened
 a ticket, duplicates ticketed twice, replies threaded onto their ticket, auto-replies ignored,
 replies carrying another client's ticket tag refused (not appended to that ticket).
@@ -30,10 +34,12 @@ peer ticket that corpus ticket N became (outside the timed part); without that, 
 "refuse" the wrong-client tags only because it cannot read them. The peer's own loops catch only a
 few exceptions; here every exception is caught, counted as an error, and the run goes on.
 django-helpdesk renders an acknowledgement mail per message (to the dummy backend); ticketpost
-sends none, so ``--peer-without-mail`` adds a third column with that step stubbed out.
+sends none, so the peer runs twice: with that step stubbed out ("mails off", the like-for-like
+comparison and the headline ``ratio_like_for_like``) and as shipped ("mails on", ``ratio``).
 
 ``python bench/peer_django_helpdesk.py --quick`` (300 messages) prints a JSON last line
-``{"ours_per_s", "peer_per_s", "ratio"}``; ``--n 3000`` for the recorded run.
+``{"ours_per_s", "peer_per_s", "ratio", "peer_without_mail_per_s", "ratio_like_for_like", ...}``;
+``--n 3000`` for the recorded run.
 """
 
 from __future__ import annotations
@@ -103,7 +109,9 @@ def _measured(side, n: int) -> dict:
         "elapsed_s": side.elapsed,
         "per_s": side.messages / side.elapsed,
         "peak_rss_mb": _peak_rss_mb(),
-        "sql_per_message": side.statements / n,
+        "sql_per_message": side.count.statements / n,
+        "queries_per_message": side.count.queries / n,
+        "commits_per_message": side.count.durable_commits / n,
         "cpu_ms_per_message": 1000 * side.cpu / n,
     }
 
@@ -154,19 +162,15 @@ class OursSide:
             support_addresses=[SUPPORT_ADDRESS],
             rate_limit_per_hour=1_000_000,
         )
-        self._count = Count()  # at the driver: routing.prepared bypasses SQLAlchemy's events
+        self.count = Count()  # at the driver: routing.prepared bypasses SQLAlchemy's events
         self.messages = 0
         self.elapsed = self.cpu = 0.0
         self.errors: list[str] = []
 
-    @property
-    def statements(self) -> int:
-        return self._count.statements
-
     def process(self, paths: list[Path]) -> None:
         from bench.statements import counting
 
-        with counting(self.engine, self._count):
+        with counting(self.engine, self.count):
             self._process(paths)
 
     def _process(self, paths: list[Path]) -> None:
@@ -295,20 +299,24 @@ class PeerSide:
         )
         self.logger = logging.getLogger("bench.peer")
         self.logger.setLevel(logging.WARNING)
-        self.statements = 0
+        from bench.statements import Count
+
+        self.count = Count()  # at the driver, as for ours (Django runs on psycopg too)
         self.messages = 0
         self.elapsed = self.cpu = 0.0
         self.errors: list[str] = []
         self.records: dict[int, dict] = {}
         self.peer_ids: dict[int, int] = {}  # corpus ticket number -> peer ticket id
         self.seen_tickets: set[int] = set()
-        connection.execute_wrappers.append(self._count)
-
-    def _count(self, execute, sql, params, many, context):
-        self.statements += 1
-        return execute(sql, params, many, context)
+        connection.ensure_connection()  # connecting is not part of the first message's count
 
     def process(self, paths: list[Path]) -> None:
+        from bench.statements import counting
+
+        with counting(None, self.count):
+            self._process(paths)
+
+    def _process(self, paths: list[Path]) -> None:
         cpu_started = _cpu_s()
         for path in paths:
             raw = path.read_bytes()
@@ -350,10 +358,9 @@ class PeerSide:
     def finish(self) -> dict:
         """Timing and results; the database must agree with what the calls returned."""
         import django
-        from django.db import connection, connections
+        from django.db import connections
         from helpdesk.models import FollowUp, Ticket
 
-        connection.execute_wrappers.remove(self._count)
         n = max(self.messages, 1)
         database = {
             "tickets": Ticket.objects.count(),
@@ -591,8 +598,9 @@ def _cell(good_total: tuple[int, int]) -> str:
 
 
 def report(sides: list[tuple[str, dict]], *, n: int, engine: str, seed: int) -> str:
-    """The side-by-side Markdown table; the first side is ours, the second the reference peer."""
-    reference = sides[1][1]["per_s"]
+    """The side-by-side Markdown table: ours, then the peer with its mails off (the like-for-like
+    reference), then the peer as shipped (its acknowledgement mails on)."""
+    like_for_like, shipped = sides[1][1]["per_s"], sides[2][1]["per_s"]
     scores = [score(result["records"]) for _, result in sides]
 
     def row(label: str, cells) -> str:
@@ -602,12 +610,19 @@ def report(sides: list[tuple[str, dict]], *, n: int, engine: str, seed: int) -> 
         row(f"{n} messages, seed {seed}, {engine}", [title for title, _ in sides]),
         "|---" * (len(sides) + 1) + "|",
         row("messages/s", [f"{r['per_s']:.1f}" for _, r in sides]),
-        row("throughput relative to django-helpdesk",
-            [f"{r['per_s'] / reference:.2f}×" for _, r in sides]),
+        row("throughput relative to django-helpdesk, mails off (like for like)",
+            [f"{r['per_s'] / like_for_like:.2f}×" for _, r in sides]),
+        row("throughput relative to django-helpdesk as shipped (mails on)",
+            [f"{r['per_s'] / shipped:.2f}×" for _, r in sides]),
         row("wall time of the message loop", [f"{r['elapsed_s']:.1f} s" for _, r in sides]),
         row("CPU time of the process per message",
             [f"{r['cpu_ms_per_message']:.1f} ms" for _, r in sides]),
-        row("SQL statements per message", [f"{r['sql_per_message']:.1f}" for _, r in sides]),
+        row("SQL statements per message (BEGIN/COMMIT included)",
+            [f"{r['sql_per_message']:.1f}" for _, r in sides]),
+        row("of which transaction control (BEGIN, COMMIT, SAVEPOINT, ...)",
+            [f"{r['sql_per_message'] - r['queries_per_message']:.1f}" for _, r in sides]),
+        row("durable commits per message (COMMIT, or a write in autocommit)",
+            [f"{r['commits_per_message']:.1f}" for _, r in sides]),
         row("peak RSS of the process", [f"{r['peak_rss_mb']:.0f} MB" for _, r in sides]),
         row("exceptions", [str(len(r["errors"])) for _, r in sides]),
     ]
@@ -625,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", action="store_true",
                         help="also time each of our routing steps (ms per message, on stderr)")
     parser.add_argument("--peer-without-mail", action="store_true",
-                        help="run django-helpdesk a second time with its acknowledgement mails off")
+                        help=argparse.SUPPRESS)  # always done now: the like-for-like headline
     parser.add_argument("--no-notify", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dump", metavar="FILE.json", help="write every message's result per side")
     parser.add_argument("--chunk", type=int, default=50,
@@ -649,25 +664,26 @@ def main(argv: list[str] | None = None) -> int:
     corpus = ensure_corpus(n, args.seed)
     workdir = PEER_DIR / f"run-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
-    sides = ("ours", "peer", "peer-no-mail") if args.peer_without_mail else ("ours", "peer")
+    sides = ("ours", "peer-no-mail", "peer")
+    load_start = _load_average()
     try:
         with _Databases(args.engine, workdir / "db", sides) as urls:
             children = [
                 _Child("ticketpost", sys.executable, "ours", urls["ours"], corpus, workdir,
                        ("--steps",) if args.steps else ()),
+                _Child("django-helpdesk, mails off", PEER_PYTHON, "peer", urls["peer-no-mail"],
+                       corpus, workdir, ("--no-notify",)),
                 _Child("django-helpdesk", PEER_PYTHON, "peer", urls["peer"], corpus, workdir),
             ]
-            if args.peer_without_mail:
-                children.append(_Child("django-helpdesk, mails off", PEER_PYTHON, "peer",
-                                       urls["peer-no-mail"], corpus, workdir, ("--no-notify",)))
             print(f"{n} messages, chunks of {args.chunk}, sides in turn: "
                   + ", ".join(c.title for c in children), file=sys.stderr)
             outcomes = run_interleaved(children, n, args.chunk)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    ours, peer = outcomes[0], outcomes[1]
+    load_end = _load_average()
+    ours, quiet, peer = outcomes
     version = _peer_version(peer)
-    titles = ["ticketpost", f"django-helpdesk {version}", f"django-helpdesk {version}, mails off"]
+    titles = ["ticketpost", f"django-helpdesk {version}, mails off", f"django-helpdesk {version}"]
     results = list(zip(titles, outcomes))
 
     if args.dump:
@@ -686,12 +702,28 @@ def main(argv: list[str] | None = None) -> int:
         for error in result["errors"][:5]:
             print(f"{title} error: {error}", file=sys.stderr)
     print(f"versions: ours {ours['versions']}, peer {peer['versions']}", file=sys.stderr)
+    print(f"load average at start / end: {load_start} / {load_end}", file=sys.stderr)
     print(json.dumps({
         "ours_per_s": round(ours["per_s"], 1),
         "peer_per_s": round(peer["per_s"], 1),
         "ratio": round(ours["per_s"] / peer["per_s"], 2),
+        "peer_without_mail_per_s": round(quiet["per_s"], 1),
+        "ratio_like_for_like": round(ours["per_s"] / quiet["per_s"], 2),
+        "ours_statements_per_message": round(ours["sql_per_message"], 2),
+        "peer_statements_per_message": round(quiet["sql_per_message"], 2),
+        "ours_commits_per_message": round(ours["commits_per_message"], 2),
+        "peer_commits_per_message": round(quiet["commits_per_message"], 2),
+        "ours_cpu_ms_per_message": round(ours["cpu_ms_per_message"], 2),
+        "peer_cpu_ms_per_message": round(quiet["cpu_ms_per_message"], 2),
+        "load_average_start": load_start,
+        "load_average_end": load_end,
     }))
     return 0
+
+
+def _load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def _peer_version(result: dict) -> str:
