@@ -512,58 +512,117 @@ Security = Literal["ssl", "starttls", "none"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _no_nul_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and "\x00" in value.get_secret_value():
+        raise ValueError("the secret contains a NUL character")
+    return value
+
+
+Secret = Annotated[SecretStr, Field(min_length=1, max_length=20000), AfterValidator(_no_nul_secret)]
+Kind = Literal["imap", "graph"]
+Auth = Literal["password", "oauth2"]
+
+
+class OAuth2Settings(Input):
+    """How an ``auth: oauth2`` mailbox gets its access tokens (SPEC §9); secrets are write-only."""
+
+    provider: Literal["microsoft", "google", "generic"] | None = None
+    tenant_id: Str(200, min_length=1) | None = Field(None, description="microsoft: directory id or domain")
+    client_id: Str(500, min_length=1) | None = None
+    client_secret: Secret | None = Field(
+        None, description="write-only; grant service_account: the service account's JSON key"
+    )
+    scope: Str(1000) | None = Field(None, description="provider default when absent")
+    grant: Literal["client_credentials", "refresh_token", "service_account"] | None = Field(
+        None, description="default client_credentials (microsoft, generic), refresh_token (google)"
+    )
+    refresh_token: Secret | None = Field(None, description="write-only; delegated grant")
+    authority_url: Str(500, min_length=1) | None = Field(
+        None, description="login host for national clouds, e.g. https://login.microsoftonline.us"
+    )
+    token_url: Str(1000, min_length=1) | None = Field(
+        None, description="the whole token endpoint; wins over authority_url"
+    )
+
+    def plain(self, *, exclude_unset: bool = False) -> dict:
+        """The settings with secrets as plain strings (for the service layer)."""
+        values = self.model_dump(exclude_unset=exclude_unset)
+        for key in ("client_secret", "refresh_token"):
+            if values.get(key) is not None:
+                values[key] = values[key].get_secret_value()
+            elif key in values and values[key] is None and exclude_unset:
+                del values[key]
+        return values
+
+
 class MailboxCreate(Input):
     name: Name
-    host: Str(253, min_length=1)
+    kind: Kind = "imap"
+    auth: Auth | None = Field(None, description="default password; oauth2 for graph or with oauth2")
+    host: Str(253, min_length=1) | None = Field(None, description="IMAP server (imap mailboxes)")
     port: Port | None = Field(None, description="default 993 for ssl, 143 otherwise")
     security: Security = "ssl"
-    username: Str(320, min_length=1)
-    password: SecretStr = Field(min_length=1, max_length=1000, description="write-only")
+    username: Str(320, min_length=1) | None = Field(None, description="IMAP login (imap mailboxes)")
+    password: Secret | None = Field(None, description="write-only (auth password)")
+    oauth2: OAuth2Settings | None = None
+    user: Str(320, min_length=1) | None = Field(None, description="graph: UPN or id of the mailbox")
+    graph_base_url: Str(500, min_length=1) | None = Field(
+        None, description="graph: host override, without /v1.0 (default https://graph.microsoft.com)"
+    )
     folder: Str(200, min_length=1) = "INBOX"
     processed_folder: Str(200) | None = Field(
-        None, description="move processed mail here; null = flag \\Seen and leave it"
+        None, description="move processed mail here; null = flag \\Seen (graph: isRead) and leave it"
     )
     enabled: bool = True
     since: UtcDateTime | None = Field(
         None, description="take in mail received since then; default: only mail arriving from now on"
     )
 
-    @field_validator("password")
-    @classmethod
-    def _no_nul(cls, value: SecretStr) -> SecretStr:
-        if "\x00" in value.get_secret_value():
-            raise ValueError("the password contains a NUL character")
-        return value
-
 
 class MailboxUpdate(Input):
     name: Name | None = None
+    auth: Auth | None = None
     host: Str(253, min_length=1) | None = None
     port: Port | None = None
     security: Security | None = None
     username: Str(320, min_length=1) | None = None
-    password: SecretStr | None = Field(None, min_length=1, max_length=1000, description="write-only")
+    password: Secret | None = Field(None, description="write-only")
+    oauth2: OAuth2Settings | None = Field(
+        None, description="the fields given change; secrets left out are kept"
+    )
+    user: Str(320, min_length=1) | None = None
+    graph_base_url: Str(500, min_length=1) | None = None
     folder: Str(200, min_length=1) | None = None
     processed_folder: Str(200) | None = None
     enabled: bool | None = None
     since: UtcDateTime | None = None
 
-    @field_validator("password")
-    @classmethod
-    def _no_nul(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and "\x00" in value.get_secret_value():
-            raise ValueError("the password contains a NUL character")
-        return value
+
+class OAuth2Out(Output):
+    provider: str | None
+    tenant_id: str | None
+    client_id: str | None
+    has_client_secret: bool
+    scope: str | None
+    grant: str | None
+    has_refresh_token: bool
+    authority_url: str | None
+    token_url: str | None
 
 
 class MailboxOut(Output):
     id: int
     name: str
+    kind: str
+    auth: str
     host: str
     port: int | None
     security: str
     username: str
+    user: str | None = Field(None, description="graph: the mailbox user")
+    graph_base_url: str | None = None
     has_password: bool
+    oauth2: OAuth2Out | None = None
     folder: str
     processed_folder: str | None
     enabled: bool
@@ -573,9 +632,11 @@ class MailboxOut(Output):
     last_success_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    auth_error: str | None = Field(None, description="the provider's error while auth_failed")
     consecutive_failures: int
-    health: Literal["ok", "failing", "never_polled", "disabled"] = Field(
-        description="disabled; never_polled; failing (last attempt failed); ok"
+    health: Literal["ok", "failing", "auth_failed", "never_polled", "disabled"] = Field(
+        description="disabled; auth_failed (the provider refused our credentials: see auth_error); "
+        "failing (last attempt failed); never_polled; ok"
     )
     created_at: datetime
     updated_at: datetime

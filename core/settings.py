@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     imap_backoff_max_s: float = 300.0
     imap_reload_interval_s: float = 10.0
 
+    oauth2_timeout_s: float = 30.0
+    #: after the provider refused a mailbox's credentials, wait at least this long before asking again
+    oauth2_auth_failure_backoff_s: float = 300.0
+    graph_poll_seconds: float = 15.0
+    graph_page_size: int = 100
+    graph_timeout_s: float = 60.0
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

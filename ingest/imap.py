@@ -50,6 +50,7 @@ from models import Mailbox
 from models.base import utcnow
 from models.db import get_engine, session_scope
 from models.secrets import decrypt_secret
+from ingest.oauth2 import AuthFailed, access_token, token_provider
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ log = logging.getLogger(__name__)
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 
 
-def connect(config: MailboxConfig, *, password: str, settings: Settings):
-    """A logged-in ``IMAPClient`` for ``config`` (TLS verified unless the mode is ``none``)."""
+def connect(config: MailboxConfig, *, password: str | None = None, settings: Settings,
+            access_token: str | None = None):
+    """A logged-in ``IMAPClient`` for ``config`` (TLS verified unless the mode is ``none``):
+    LOGIN with ``password``, or SASL XOAUTH2 with ``access_token``."""
     from imapclient import IMAPClient
 
     port = config.port or DEFAULT_PORTS.get(config.security, 993)
@@ -76,7 +79,10 @@ def connect(config: MailboxConfig, *, password: str, settings: Settings):
         if config.security == "starttls":
             client.starttls(context)
         client.normalise_times = False  # INTERNALDATE as aware datetimes
-        client.login(config.username, password)
+        if access_token is not None:
+            client.oauth2_login(config.username, access_token)
+        else:
+            client.login(config.username, password)
     except BaseException:
         _logout_quietly(client)
         raise
@@ -116,18 +122,36 @@ def backoff_delay(failures: int, settings: Settings) -> float:
     return min(base, settings.imap_backoff_max_s) * random.uniform(0.8, 1.0)
 
 
-def record_failure(engine: Engine, mailbox_id: int, error: str) -> None:
-    """Write a failure into the mailbox's health fields."""
+def record_failure(engine: Engine, mailbox_id: int, error: str, *, auth_failed: bool = False) -> None:
+    """Write a failure into the mailbox's health fields (``auth_failed``: also ``auth_error``)."""
+    values = dict(
+        last_error=error[:2000],
+        last_error_at=utcnow(),
+        consecutive_failures=Mailbox.consecutive_failures + 1,
+    )
+    if auth_failed:
+        values["auth_error"] = error[:2000]
+    with session_scope(engine) as session:
+        session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
+
+
+def record_auth_ok(engine: Engine, mailbox_id: int) -> None:
+    """The provider took our credentials again: clear ``auth_error`` (health leaves auth_failed)."""
     with session_scope(engine) as session:
         session.execute(
             update(Mailbox)
-            .where(Mailbox.id == mailbox_id)
-            .values(
-                last_error=error[:2000],
-                last_error_at=utcnow(),
-                consecutive_failures=Mailbox.consecutive_failures + 1,
-            )
+            .where(Mailbox.id == mailbox_id, Mailbox.auth_error.is_not(None))
+            .values(auth_error=None)
         )
+
+
+def failure_delay(exc: BaseException, failures: int, settings: Settings) -> float:
+    """The backoff after a failure; a refusal of credentials waits at least
+    ``TICKETPOST_OAUTH2_AUTH_FAILURE_BACKOFF_S`` (asking again at once would be refused again)."""
+    delay = backoff_delay(failures, settings)
+    if isinstance(exc, AuthFailed):
+        delay = max(delay, settings.oauth2_auth_failure_backoff_s * random.uniform(0.9, 1.0))
+    return delay
 
 
 def describe(exc: BaseException) -> str:
@@ -256,8 +280,8 @@ class MailboxPoller(threading.Thread):
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        error = describe(exc)
-        delay = backoff_delay(self.failures, self.settings)
+        error = str(exc) if isinstance(exc, AuthFailed) else describe(exc)
+        delay = failure_delay(exc, self.failures, self.settings)
         log.warning(
             "IMAP mailbox failed; retrying",
             extra={
@@ -269,7 +293,8 @@ class MailboxPoller(threading.Thread):
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
         try:
-            record_failure(self.engine, self.config.id, error)
+            record_failure(self.engine, self.config.id, error,
+                           auth_failed=isinstance(exc, AuthFailed))
         except Exception:  # noqa: BLE001 - the database may be what failed
             log.warning("could not record the failure", extra={"mailbox": self.config.name},
                         exc_info=True)
@@ -277,10 +302,7 @@ class MailboxPoller(threading.Thread):
 
     def _session(self, lock) -> None:
         """One connection: sync, wait, sync …; returns when stopping or the lease is lost."""
-        if not self.config.password_encrypted:
-            raise ValueError("the mailbox has no password stored")
-        password = decrypt_secret(self.config.password_encrypted, key=self.settings.secret_key)
-        client = connect(self.config, password=password, settings=self.settings)
+        client = self._login()
         self._client = client
         try:
             if self.config.move_to and not client.folder_exists(self.config.move_to):
@@ -318,6 +340,25 @@ class MailboxPoller(threading.Thread):
         finally:
             self._client = None
             _logout_quietly(client)
+
+    def _login(self):
+        """A logged-in client: password LOGIN, or XOAUTH2 with the mailbox's (cached) token."""
+        if self.config.auth != "oauth2":
+            if not self.config.password_encrypted:
+                raise ValueError("the mailbox has no password stored")
+            password = decrypt_secret(self.config.password_encrypted, key=self.settings.secret_key)
+            return connect(self.config, password=password, settings=self.settings)
+        from imapclient.exceptions import LoginError
+
+        token = access_token(self.config.id, engine=self.engine, settings=self.settings)
+        try:
+            client = connect(self.config, access_token=token, settings=self.settings)
+        except LoginError as exc:
+            # the server refused the token: the next attempt asks the provider for a new one
+            token_provider(engine=self.engine, settings=self.settings).forget(self.config.id)
+            raise AuthFailed("imap_login_refused", str(exc).strip() or "XOAUTH2 refused") from None
+        record_auth_ok(self.engine, self.config.id)
+        return client
 
     def _wait_for_mail(self, client, idle: bool) -> None:
         """Return when new mail may be there: IDLE news, the sweep interval, or stopping."""
@@ -492,7 +533,9 @@ class ImapService:
     def reconcile(self) -> None:
         """Make the running pollers match the enabled mailboxes (start, restart, stop)."""
         with session_scope(self.engine) as session:
-            rows = session.scalars(select(Mailbox).where(Mailbox.enabled.is_(True))).all()
+            rows = session.scalars(
+                select(Mailbox).where(Mailbox.enabled.is_(True), Mailbox.kind == "imap")
+            ).all()
             wanted = {row.id: MailboxConfig.of(row) for row in rows}
         if self._stop_event.is_set():
             return

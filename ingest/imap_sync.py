@@ -87,6 +87,9 @@ class MailboxConfig:
     processed_folder: str | None
     since: datetime | None
     created_at: datetime | None
+    auth: str = "password"
+    # OAuth2 settings (not the rotating refresh token): a change restarts the poller
+    oauth2: tuple | None = None
 
     @classmethod
     def of(cls, row: Mailbox) -> "MailboxConfig":
@@ -102,6 +105,11 @@ class MailboxConfig:
             processed_folder=row.processed_folder,
             since=row.since,
             created_at=row.created_at,
+            auth=row.auth or "password",
+            oauth2=(row.oauth2_provider, row.oauth2_tenant_id, row.oauth2_client_id,
+                    bytes(row.oauth2_client_secret_encrypted or b""), row.oauth2_scope,
+                    row.oauth2_grant, row.oauth2_authority_url, row.oauth2_token_url)
+            if row.auth == "oauth2" else None,
         )
 
     @property

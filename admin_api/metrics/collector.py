@@ -32,6 +32,7 @@ STATE_METRICS = (
     "ticketpost_mailbox_last_success_timestamp_seconds",
     "ticketpost_mailbox_consecutive_failures",
     "ticketpost_mailbox_backlog",
+    "ticketpost_mailbox_auth_failed",
 )
 
 
@@ -100,13 +101,21 @@ def _mailbox_metrics(snap: Snapshot) -> Iterator[Metric]:
         "Messages fetched from the mailbox and stored but not routed yet.",
         labels=("mailbox",),
     )
+    auth_failed = GaugeMetricFamily(
+        "ticketpost_mailbox_auth_failed",
+        "1 while the mailbox's provider refuses its OAuth2 credentials (health auth_failed); "
+        "error is the provider's code (invalid_grant, invalid_client, unauthorized_client ...).",
+        labels=("mailbox", "error"),
+    )
     for m in snap.mailboxes:
+        if m.auth_error:
+            auth_failed.add_metric([m.name, m.auth_error.split(":", 1)[0].strip()[:64]], 1.0)
         enabled.add_metric([m.name], 1.0 if m.enabled else 0.0)
         if m.last_success_at is not None:
             last_ok.add_metric([m.name], m.last_success_at.timestamp())
         failures.add_metric([m.name], m.consecutive_failures)
         backlog.add_metric([m.name], m.backlog)
-    yield from (enabled, last_ok, failures, backlog)
+    yield from (enabled, last_ok, failures, backlog, auth_failed)
 
 
 class TicketpostCollector(Collector):

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from admin_api.services.mailboxes import mailbox_health as health_word
 from models import InboundMessage, Mailbox
 from routing.queues import BrokerUnavailable, QueueDepth, queue_depths
 
@@ -43,6 +44,8 @@ class MailboxHealth:
     last_error_at: datetime | None
     consecutive_failures: int
     backlog: int  # stored messages from this mailbox that are not routed yet
+    kind: str = "imap"
+    auth_error: str | None = None  # set while the provider refuses the credentials (auth_failed)
 
 
 @dataclass
@@ -84,7 +87,8 @@ class Snapshot:
         data["oldest_unrouted_age_s"] = round(self.oldest_unrouted_age_s, 3)
         data["unrouted"] = self.unrouted
         data["inbound_by_outcome"] = self.counts_by_outcome()
-        for mailbox in data["mailboxes"]:
+        for mailbox, health in zip(data["mailboxes"], self.mailboxes):
+            mailbox["health"] = health_word(health)
             mailbox["last_success_at"] = _iso(mailbox["last_success_at"])
             mailbox["last_error_at"] = _iso(mailbox["last_error_at"])
         data["queue_totals"] = {
@@ -144,6 +148,8 @@ def mailbox_health(
         mb.last_error,
         mb.last_error_at,
         mb.consecutive_failures,
+        mb.kind,
+        mb.auth_error,
     ).order_by(mb.name)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
@@ -155,9 +161,11 @@ def mailbox_health(
             last_error=error,
             last_error_at=_aware(error_at),
             consecutive_failures=int(failures or 0),
-            backlog=waiting.get(f"imap:{name}", 0),
+            backlog=waiting.get(f"{kind or 'imap'}:{name}", 0),
+            kind=kind or "imap",
+            auth_error=auth_error,
         )
-        for name, enabled, ok_at, error, error_at, failures in rows
+        for name, enabled, ok_at, error, error_at, failures, kind, auth_error in rows
     ]
 
 

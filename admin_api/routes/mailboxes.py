@@ -1,4 +1,4 @@
-"""HTTP routes of IMAP mailboxes; the password is write-only and never returned."""
+"""HTTP routes of mailboxes (IMAP and Graph); secrets are write-only and never returned."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def mailbox_out(mailbox: Mailbox) -> MailboxOut:
         {
             **{k: getattr(mailbox, k) for k in MailboxOut.model_fields if hasattr(mailbox, k)},
             "has_password": mailbox.password_encrypted is not None,
+            "oauth2": service.oauth2_view(mailbox),
+            "user": mailbox.username if mailbox.kind == "graph" else None,
+            "graph_base_url": (mailbox.graph_base_url or service.GRAPH_BASE_URL)
+            if mailbox.kind == "graph" else None,
             "health": service.mailbox_health(mailbox),
         }
     )
@@ -28,12 +32,13 @@ def mailbox_out(mailbox: Mailbox) -> MailboxOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MailboxOut, responses=CONFLICT)
 def create_mailbox(body: MailboxCreate, session: SessionDep, settings: SettingsDep, _: AdminRole):
-    values = body.model_dump()
-    values["password"] = body.password.get_secret_value()
+    values = body.model_dump(exclude={"password", "oauth2"})
+    values["password"] = body.password.get_secret_value() if body.password else None
+    values["oauth2"] = body.oauth2.plain() if body.oauth2 else None
     try:
         mailbox = service.create_mailbox(session, **values, secret_key=settings.secret_key)
     except SecretKeyMissing as exc:
-        raise Invalid("password", str(exc)) from None
+        raise Invalid("password" if body.password else "oauth2", str(exc)) from None
     session.commit()
     return mailbox_out(mailbox)
 
@@ -58,7 +63,9 @@ def update_mailbox(
         changes["password"] = body.password.get_secret_value() if body.password else None
         if changes["password"] is None:
             raise Invalid("password", "the password cannot be null; leave it out to keep it")
-    for key in ("name", "host", "username", "folder", "security", "enabled"):
+    if "oauth2" in changes:
+        changes["oauth2"] = body.oauth2.plain(exclude_unset=True) if body.oauth2 else None
+    for key in ("name", "host", "username", "folder", "security", "enabled", "auth", "user"):
         if key in changes and changes[key] is None:
             raise Invalid(key, f"{key} cannot be null")
     try:

@@ -43,7 +43,7 @@ ssl_cert = <{root}/tls/cert.pem
 ssl_key = <{root}/tls/key.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 default_internal_user = {internal_user}
 default_internal_group = {internal_group}
 default_login_user = {login_user}
@@ -65,7 +65,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={mail_uid} gid={mail_gid} home={root}/home/%u
 }}
@@ -86,6 +86,24 @@ service imap {{
   process_limit = 256
 }}
 {unprivileged_services}
+"""
+
+#: Dovecot's ``oauth2`` passdb: XOAUTH2/OAUTHBEARER tokens checked by POSTing them to an
+#: RFC 7662 introspection endpoint (``introspection_mode = post``), the user from ``username``.
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}
+"""
+OAUTH2_SETTINGS = """\
+introspection_mode = post
+introspection_url = {introspection_url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
 """
 
 UNPRIVILEGED = """\
@@ -149,8 +167,12 @@ class Dovecot:
     # --- life cycle -----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, *, user: str = "support", password: str = "s3cret-Pass") -> "Dovecot":
-        """Write a configuration in a new directory under /tmp; the server is not started yet."""
+    def create(cls, *, user: str = "support", password: str = "s3cret-Pass",
+               oauth2_introspection_url: str | None = None) -> "Dovecot":
+        """Write a configuration in a new directory under /tmp; the server is not started yet.
+
+        ``oauth2_introspection_url``: also accept XOAUTH2 / OAUTHBEARER logins whose tokens that
+        endpoint says are active (Dovecot's ``oauth2`` passdb)."""
         if not os.path.exists(DOVECOT):
             raise DovecotUnavailable(f"{DOVECOT} not found (install Debian's dovecot-imapd)")
         root = Path(tempfile.mkdtemp(prefix="tp-dovecot-", dir="/tmp"))
@@ -190,8 +212,15 @@ class Dovecot:
                 mail_gid=mail_gid,
                 chroot=chroot,
                 unprivileged_services=extra,
+                oauth2_mechanisms=" xoauth2 oauthbearer" if oauth2_introspection_url else "",
+                oauth2_passdb=OAUTH2_PASSDB.format(root=root) if oauth2_introspection_url else "",
             )
         )
+        if oauth2_introspection_url:
+            (root / "oauth2.conf.ext").write_text(
+                OAUTH2_SETTINGS.format(introspection_url=oauth2_introspection_url)
+            )
+            os.chmod(root / "oauth2.conf.ext", 0o644)
         return cls(root=root, port=port, ssl_port=ssl_port, cert_path=cert_path, user=user,
                    password=password)
 

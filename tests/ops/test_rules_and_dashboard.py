@@ -57,6 +57,10 @@ def test_the_alert_rules_cover_the_four_situations_an_operator_must_hear_about()
     } <= names
 
 
+def test_a_mailbox_whose_oauth2_credentials_are_refused_is_alerted_on():
+    assert "ticketpost_mailbox_auth_failed" in rule_expressions()["TicketpostMailboxAuthFailed"]
+
+
 def test_every_metric_an_alert_rule_uses_is_exposed_by_metrics(exposed):
     known = exposed.exposed_names()
     for alert, expr in rule_expressions().items():

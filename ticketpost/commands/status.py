@@ -137,6 +137,12 @@ def _when(iso: str | None) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _last_error(mailbox: dict) -> str:
+    """The error to show: the provider's refusal while auth_failed, else the last error."""
+    error = mailbox.get("auth_error") or mailbox.get("last_error") or ""
+    return error.splitlines()[0][:80] if error else ""
+
+
 def format_status(data: dict) -> str:
     """The readable form of a status snapshot (``Snapshot.as_dict`` plus ``broker``)."""
     out = [f"ticketpost status at {_when(data['taken_at'])}", ""]
@@ -192,16 +198,19 @@ def format_status(data: dict) -> str:
             rows = [
                 [
                     m["name"],
+                    m.get("kind", "imap"),
                     "yes" if m["enabled"] else "no",
+                    m.get("health", ""),
                     _when(m["last_success_at"]),
                     m["consecutive_failures"],
                     m["backlog"],
-                    (m["last_error"] or "").splitlines()[0][:60] if m["last_error"] else "",
+                    _last_error(m),
                 ]
                 for m in data["mailboxes"]
             ]
             out += _table(
-                ["mailbox", "enabled", "last success", "failures", "backlog", "last error"], rows
+                ["mailbox", "kind", "enabled", "health", "last success", "failures", "backlog",
+                 "last error"], rows
             )
         else:
             out.append("  (no mailboxes configured)")
