@@ -26,7 +26,6 @@ picked up without a restart.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import socket
 import ssl
@@ -38,6 +37,7 @@ from dataclasses import astuple
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from ingest.handover import HandOver, enqueue_for_routing
 from ingest.imap_lock import lock_for
 from ingest.imap_sync import (
     CheckpointMoved,
@@ -160,45 +160,6 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def default_hand_over(inbound_id: int) -> bool:
-    """Give a stored id to the routing queue (``routing.broker.enqueue``)."""
-    from routing.broker import enqueue
-
-    return enqueue(inbound_id)
-
-
-class BackgroundHandOver:
-    """Hands stored ids to the queue from a thread of its own, so intake never waits on the broker.
-
-    The ids are committed before they get here; one lost in a crash (or left when ``close`` times
-    out) is still ``received`` in the database, and the sweeper hands it over.
-    """
-
-    def __init__(self, hand_over: Callable[[int], object] = default_hand_over) -> None:
-        self.hand_over = hand_over
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="imap-hand-over", daemon=True)
-        self._thread.start()
-
-    def __call__(self, inbound_id: int) -> None:
-        self._queue.put(inbound_id)
-
-    def _run(self) -> None:
-        while True:
-            inbound_id = self._queue.get()
-            if inbound_id is None:
-                return
-            try:
-                self.hand_over(inbound_id)
-            except Exception:  # noqa: BLE001 - the sweeper re-sends what is not handed over
-                log.warning("hand-over failed", extra={"inbound_id": inbound_id}, exc_info=True)
-
-    def close(self, timeout: float) -> None:
-        """Hand over what is queued (up to ``timeout`` seconds), then stop the thread."""
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-
 class MailboxPoller(threading.Thread):
     """The thread that keeps one mailbox's folder taken in (see the module docstring)."""
 
@@ -208,7 +169,7 @@ class MailboxPoller(threading.Thread):
         *,
         engine: Engine,
         settings: Settings,
-        hand_over: Callable[[int], object] = default_hand_over,
+        hand_over: Callable[[int], object] = enqueue_for_routing,
     ) -> None:
         super().__init__(name=f"imap-poller-{config.name}", daemon=True)
         self.config = config
@@ -476,10 +437,10 @@ class ImapService:
         hand_over: Callable[[int], object] | None = None,
     ) -> None:
         """``hand_over`` (called in the poller thread) defaults to the routing queue, fed from a
-        background thread (``BackgroundHandOver``)."""
+        background thread (``ingest.handover.HandOver``)."""
         self.settings = settings or get_settings()
         self.engine = engine or get_engine(self.settings.database_url)
-        self._background = BackgroundHandOver() if hand_over is None else None
+        self._background = HandOver(name="imap-hand-over") if hand_over is None else None
         self.hand_over = hand_over or self._background
         self.pollers: dict[int, MailboxPoller] = {}
         self._fingerprints: dict[int, tuple] = {}

@@ -29,7 +29,6 @@ UIDVALIDITY change).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -42,7 +41,7 @@ from email.utils import getaddresses
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
-from ingest.store import content_sha256, inbound_values, insert_inbound_batch
+from ingest.store import content_sha256, inbound_values, insert_inbound
 from models import InboundMessage, Mailbox
 from models.base import utcnow
 from models.db import session_scope
@@ -393,26 +392,10 @@ def commit(ctx: SyncPass, batch: Batch) -> None:
         row = _locked_row(session, ctx.config.id)
         _expect(row, ctx.checkpoint)
         _mark_duplicates(ctx, session, [i for i in batch.items if i.uid <= ctx.resync_until])
-        stored = [i for i in batch.items if not i.duplicate and not i.too_large]
-        ids = insert_inbound_batch(
-            session,
-            [
-                inbound_values(
-                    raw=item.raw,
-                    source=ctx.config.source,
-                    message_id=item.message_id,
-                    sha256=item.sha256,
-                )
-                for item in stored
-            ],
-        )
-        for item, inbound_id in zip(stored, ids):
+        kept = [i for i in batch.items if not i.duplicate]
+        ids = insert_inbound(session, [_row(ctx, item) for item in kept])
+        for item, inbound_id in zip(kept, ids, strict=True):
             item.inbound_id = inbound_id
-        stubs = [(i, _add_stub(ctx, session, i)) for i in batch.items
-                 if i.too_large and not i.duplicate]
-        session.flush()
-        for item, stub in stubs:
-            item.inbound_id = stub.id
         row.last_uid = batch.max_uid
         row.acked_uid = ctx.checkpoint.acked_uid  # the previous batch's, saves a transaction
         row.last_success_at = utcnow()
@@ -637,8 +620,12 @@ def _mark_duplicates(ctx: SyncPass, session, items: list[Item]) -> None:
             known_ids.add(message_id)
 
 
-def _add_stub(ctx: SyncPass, session, item: Item) -> InboundMessage:
-    """The inbound record of a message too large to download (see module docstring)."""
+def _row(ctx: SyncPass, item: Item) -> dict:
+    """The inbound row of ``item``: the downloaded message, or the record of one too large to
+    download (see module docstring)."""
+    if not item.too_large:
+        return inbound_values(raw=item.raw, source=ctx.config.source, message_id=item.message_id,
+                              sha256=item.sha256)
     headers = _parse_headers(item.headers or b"")
     sender = None
     if headers.get("From"):
@@ -655,12 +642,10 @@ def _add_stub(ctx: SyncPass, session, item: Item) -> InboundMessage:
         f"(TICKETPOST_SMTP_MAX_MESSAGE_BYTES); it stays in folder {ctx.config.folder!r} "
         f"(UID {item.uid}) with the keyword {TOO_LARGE_KEYWORD}"
     )
-    row = InboundMessage(
-        source=ctx.config.source,
-        envelope_to=[],
+    return inbound_values(
         raw=b"",
+        source=ctx.config.source,
         size=item.size,
-        sha256=hashlib.sha256(b"").hexdigest(),
         message_id=item.message_id,
         sender_email=sender,
         subject=subject,
@@ -669,8 +654,6 @@ def _add_stub(ctx: SyncPass, session, item: Item) -> InboundMessage:
         reason=reason,
         explanation=[{"step": "imap", "decision": reason}],
     )
-    session.add(row)
-    return row
 
 
 def _parse_headers(raw: bytes):

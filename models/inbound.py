@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
@@ -26,6 +27,21 @@ OUTCOMES = (
     "ignored_contact_muted",
     "failed",
 )
+
+
+def content_sha256(raw: bytes) -> str:
+    """The SHA-256 of ``raw`` as hex: the ``sha256`` column of every stored message.
+
+    Fed in pieces under 2 KiB: hashlib releases the GIL for inputs of 2 KiB and more; next to
+    CPU-bound routing threads each release costs up to a switch interval (5 ms) to win the GIL
+    back, which dominated a batch of IMAP intake. Small pieces are hashed without releasing it, at
+    the same speed.
+    """
+    digest = hashlib.sha256()
+    view = memoryview(raw)
+    for start in range(0, len(view), 2047):
+        digest.update(view[start:start + 2047])
+    return digest.hexdigest()
 
 
 #: The rows ix_inbound_new_tickets_by_sender holds (routing.steps.loop_guard.RECENT_NEW_TICKETS).

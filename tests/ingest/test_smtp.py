@@ -235,7 +235,7 @@ def test_an_internal_error_gives_451_without_internals(start_stack, sqlite_url, 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("secret internals")
 
-    monkeypatch.setattr("ingest.smtp.store_inbound_batch", broken)
+    monkeypatch.setattr("ingest.smtp.group_commit.insert_inbound", broken)
     with smtp(stack) as client:
         client.mail("alice@acme.example")
         client.rcpt("help@msp.example")
@@ -338,18 +338,18 @@ def test_the_same_message_delivered_twice_makes_one_ticket(start_stack, database
 
 def test_stopping_finishes_the_store_in_flight_then_refuses_new_mail(start_stack, sqlite_url,
                                                                       monkeypatch):
-    import ingest.smtp as smtp_module
+    import ingest.smtp.group_commit as smtp_module
 
     stack = start_stack(sqlite_url, worker=False)
-    real_store = smtp_module.store_inbound_batch
+    real_store = smtp_module.insert_inbound
     started = __import__("threading").Event()
 
-    def slow_store(**kwargs):
+    def slow_store(*args):
         started.set()
         time.sleep(0.5)
-        return real_store(**kwargs)
+        return real_store(*args)
 
-    monkeypatch.setattr(smtp_module, "store_inbound_batch", slow_store)
+    monkeypatch.setattr(smtp_module, "insert_inbound", slow_store)
     result = {}
 
     def send():

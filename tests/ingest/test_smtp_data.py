@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.smtp import IntakeSMTP
+from ingest.smtp.data import read_message
 
 LINE = st.binary(max_size=30).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
 DOTTY_LINE = st.one_of(LINE, LINE.map(lambda b: b"." + b), st.just(b"."), st.just(b".."))
@@ -24,8 +23,7 @@ def dot_stuff(message: bytes) -> bytes:
 def read(wire: bytes, *, chunks: list[int], stream_limit: int, size_limit: int | None):
     async def run():
         reader = asyncio.StreamReader(limit=stream_limit)
-        fake = SimpleNamespace(_reader=reader, data_size_limit=size_limit)
-        task = asyncio.ensure_future(IntakeSMTP._read_message(fake))
+        task = asyncio.ensure_future(read_message(reader, size_limit))
         position = 0
         for size in chunks:
             reader.feed_data(wire[position:position + size])

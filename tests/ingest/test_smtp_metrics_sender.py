@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.smtp import REPLY_DATABASE_DOWN, REPLY_STORED, _MetricsSender
+from ingest.smtp import REPLY_DATABASE_DOWN, REPLY_STORED, MetricsSender
 
 
 class _Recorder:
@@ -19,7 +19,7 @@ class _Recorder:
 
 
 def test_queued_replies_and_sessions_become_one_write_per_reply_code():
-    sender = _MetricsSender()
+    sender = MetricsSender()
     sender._metrics = recorder = _Recorder()
     events = ([("smtp_session_delta", 1)] * 3 + [("smtp_reply", REPLY_STORED.format(inbound_id=7))] * 5
               + [("smtp_reply", REPLY_DATABASE_DOWN)] * 2 + [("smtp_session_delta", -1)])
