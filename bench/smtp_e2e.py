@@ -282,6 +282,7 @@ class Stack:
             "TICKETPOST_SUPPORT_ADDRESSES": args.rcpt,
             "TICKETPOST_SMTP_PORT": str(self.smtp_port),
             "TICKETPOST_SMTP_MAX_CONNECTIONS": str(args.sessions + 20),
+            "TICKETPOST_SMTP_MAX_CONNECTIONS_PER_IP": str(args.sessions + 20),
             "TICKETPOST_RATE_LIMIT_PER_HOUR": "1000000",
             "TICKETPOST_LOG_LEVEL": "WARNING",
         })

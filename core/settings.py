@@ -45,8 +45,11 @@ class Settings(BaseSettings):
     smtp_hostname: str = "ticketpost.localhost"
     smtp_max_message_bytes: int = 25 * MIB
     smtp_max_connections: int = 100
+    smtp_max_connections_per_ip: int = 20  # Postfix's default concurrency per destination
+    smtp_max_recipients: int = 100
     smtp_idle_timeout_s: float = 300.0
     smtp_data_timeout_s: float = 600.0
+    smtp_session_timeout_s: float = 1800.0
     smtp_tls_cert: str | None = None
     smtp_tls_key: str | None = None
     support_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)

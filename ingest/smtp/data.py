@@ -16,14 +16,19 @@ from aiosmtpd.smtp import MISSING, syntax
 
 from ingest.smtp.replies import REPLY_TOO_BIG
 
-#: What of aiosmtpd's ``SMTP`` (1.4.6) this module uses beyond its documented API: instance
-#: attributes (set by ``SMTP.__init__`` / ``connection_made``) and methods with their parameters.
+#: What of aiosmtpd's ``SMTP`` (1.4.6) the listener uses beyond its documented API (handler hooks
+#: and ``smtp_*`` methods): instance attributes (set by ``SMTP.__init__`` / ``connection_made``)
+#: and methods with their parameters. This module uses the DATA ones; ``ingest.smtp.session``
+#: the timer ones (``_reset_timeout``, ``_timeout_cb``, ``_timeout_handle``,
+#: ``_timeout_duration``, ``loop``) and ``event_handler``.
 AIOSMTPD_INTERNALS = {
-    "attributes": ("_reader", "envelope", "transport", "data_size_limit"),
+    "attributes": ("_reader", "envelope", "transport", "data_size_limit", "loop",
+                   "event_handler", "_timeout_handle", "_timeout_duration"),
     "methods": {
         "check_helo_needed": ("self", "helo"),
         "check_auth_needed": ("self", "caller_method"),
         "_reset_timeout": ("self", "duration"),
+        "_timeout_cb": ("self",),
         "_call_handler_hook": ("self", "command", "args"),
         "_set_post_data_state": ("self",),
         "push": ("self", "status"),

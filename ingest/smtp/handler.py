@@ -11,16 +11,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.settings import Settings
 from ingest.smtp.group_commit import GroupCommitWriter
 from ingest.smtp.metrics import MetricsSender
-from ingest.smtp.policy import RecipientPolicy, has_control_characters
+from ingest.smtp.policy import RecipientPolicy, has_control_characters, is_mailbox, recipient_key
 from ingest.smtp.replies import (
     REPLY_BAD_RECIPIENT,
+    REPLY_BAD_RECIPIENT_SYNTAX,
     REPLY_BAD_SENDER,
+    REPLY_BAD_SENDER_SYNTAX,
     REPLY_DATABASE_DOWN,
     REPLY_INTERNAL_ERROR,
     REPLY_RCPT_OK,
     REPLY_SENDER_OK,
     REPLY_SHUTTING_DOWN,
     REPLY_STORED,
+    REPLY_TOO_MANY_RECIPIENTS,
     REPLY_UNKNOWN_RECIPIENT,
 )
 
@@ -28,12 +31,19 @@ log = logging.getLogger(__name__)
 
 
 class IntakeHandler:
-    """aiosmtpd handler: recipient check at RCPT; at DATA, 250 once the group commit is done."""
+    """aiosmtpd handler: sender and recipient checks at MAIL and RCPT; 250 after the group commit.
+
+    MAIL: the reverse-path must be ``<>`` or an RFC 5321 mailbox (``501 5.1.7``). RCPT: a
+    mailbox (``501 5.1.3``), one of the support addresses (``550 5.1.1``), at most
+    ``SMTP_MAX_RECIPIENTS`` different ones per message (``452 4.5.3``: the client sends the rest
+    in another transaction); a recipient given twice is answered ``250`` and stored once.
+    """
 
     def __init__(self, *, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.policy = RecipientPolicy.from_settings(settings)
+        self.max_recipients = settings.smtp_max_recipients
         self.closing = False
         self.in_flight = 0
         self.accepted = 0
@@ -51,6 +61,9 @@ class IntakeHandler:
         if has_control_characters(address):
             self.metrics.reply(REPLY_BAD_SENDER)
             return REPLY_BAD_SENDER
+        if address != "<>" and not is_mailbox(address):
+            self.metrics.reply(REPLY_BAD_SENDER_SYNTAX)
+            return REPLY_BAD_SENDER_SYNTAX
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return REPLY_SENDER_OK
@@ -59,10 +72,19 @@ class IntakeHandler:
         if has_control_characters(address):
             self.metrics.reply(REPLY_BAD_RECIPIENT)
             return REPLY_BAD_RECIPIENT
+        if not is_mailbox(address):
+            self.metrics.reply(REPLY_BAD_RECIPIENT_SYNTAX)
+            return REPLY_BAD_RECIPIENT_SYNTAX
         if not self.policy.accepts(address):
             log.info("recipient refused", extra={"rcpt": address, "peer": str(session.peer)})
             self.metrics.reply(REPLY_UNKNOWN_RECIPIENT)
             return REPLY_UNKNOWN_RECIPIENT
+        key = recipient_key(address)
+        if any(recipient_key(known) == key for known in envelope.rcpt_tos):
+            return REPLY_RCPT_OK  # the same recipient again: stored once
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            self.metrics.reply(REPLY_TOO_MANY_RECIPIENTS)
+            return REPLY_TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return REPLY_RCPT_OK

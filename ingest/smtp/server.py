@@ -36,7 +36,8 @@ class SmtpServer:
         self.port = self.settings.smtp_port if port is None else port
         self.handler = IntakeHandler(settings=self.settings, engine=engine)
         self.tls_context = tls_context(self.settings)
-        self._sessions = Sessions(self.settings.smtp_max_connections)
+        self._sessions = Sessions(self.settings.smtp_max_connections,
+                                  self.settings.smtp_max_connections_per_ip)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -48,6 +49,7 @@ class SmtpServer:
             self.handler,
             sessions=self._sessions,
             data_timeout=self.settings.smtp_data_timeout_s,
+            session_timeout=self.settings.smtp_session_timeout_s,
             data_size_limit=self.settings.smtp_max_message_bytes,
             enable_SMTPUTF8=True,
             hostname=self.settings.smtp_hostname,

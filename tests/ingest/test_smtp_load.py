@@ -34,7 +34,8 @@ def test_two_thousand_messages_from_smtp_source_are_each_routed_exactly_once(
     env = _worker_env(pg_url, redis_url, namespace)
     # The production shape: this process is the SMTP role; two worker processes route.
     stack = start_stack(pg_url, worker=False, redis_url=redis_url, redis_namespace=namespace,
-                        smtp_max_connections=SESSIONS + 5)
+                        smtp_max_connections=SESSIONS + 5,
+                        smtp_max_connections_per_ip=SESSIONS + 5)
     workers = [
         ticketpost_process(["worker", "--threads", "3"] + (["--no-sweeper"] if i else []),
                            env, tmp_path / f"worker{i}.log")
