@@ -2,6 +2,7 @@
 
     python -m bench.smtp_e2e            # full run (a few minutes)
     python -m bench.smtp_e2e --quick    # short run; last line is one JSON object
+    python -m bench.smtp_e2e --sqlite   # the embedded database (a SQLite file) instead
 
 What runs, all on this machine, each as its own process:
 
@@ -46,11 +47,13 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -267,10 +270,15 @@ class Stack:
 
         self.args = args
         self.db_name = f"tp_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
-        self.url = args.pg_admin_url.rsplit("/", 1)[0] + "/" + self.db_name
+        self.admin = None
+        if args.sqlite:  # the embedded database, in a file of its own
+            self.sqlite_dir = tempfile.mkdtemp(prefix="tp-bench-")
+            self.url = f"sqlite:///{self.sqlite_dir}/{self.db_name}.db"
+        else:
+            self.admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
+            with self.admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
+            self.url = args.pg_admin_url.rsplit("/", 1)[0] + "/" + self.db_name
         self.namespace = f"tp-bench-{uuid.uuid4().hex[:8]}"
         self.procs: list[subprocess.Popen] = []
         self.smtp_port = free_port()
@@ -390,6 +398,9 @@ class Stack:
         keys = list(client.scan_iter(f"{self.namespace}:*", count=1000))
         if keys:
             client.delete(*keys)
+        if self.admin is None:
+            shutil.rmtree(self.sqlite_dir, ignore_errors=True)
+            return
         with self.admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
         self.admin.dispose()
@@ -563,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rcpt", default="support@msp.example")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
+    parser.add_argument("--sqlite", action="store_true",
+                        help="the embedded database (a SQLite file) instead of PostgreSQL")
     parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--noop-server", type=int, metavar="PORT", help=argparse.SUPPRESS)

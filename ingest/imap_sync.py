@@ -25,6 +25,12 @@ its Message-ID/From/Subject from a header-only fetch, and a reason saying it was
 server it keeps its ``\\Seen`` state, stays in the folder for a person to handle, and gets the
 keyword ``$TicketpostTooLarge``, which keeps it out of every later search (also after a
 UIDVALIDITY change).
+
+A UID the server answers without its size or its body (``inspect``/``download``) is asked about
+once more with ``UID SEARCH``: gone from the folder (expunged by someone between our SEARCH and
+FETCH) → skipped and logged; still there → logged, and the batch is cut just before it, so
+``last_uid`` stays below it and the next pass fetches it again (the mailbox's ``last_error`` says
+so meanwhile). Nothing the server still holds is passed over.
 """
 
 from __future__ import annotations
@@ -154,6 +160,8 @@ class PassResult:
     duplicates: int = 0
     too_large: int = 0
     acknowledged: int = 0
+    expunged: list[int] = field(default_factory=list)  # answered without a body, then gone
+    retry: list[int] = field(default_factory=list)  # answered without a body, still there
 
 
 @dataclass
@@ -172,6 +180,7 @@ class SyncPass:
     uidnext: int = 1
     keywords_allowed: bool = True
     advance_to: int | None = None  # old mail all filtered out: last_uid may jump here
+    retry_from: int | None = None  # a UID the server sent no body for: the pass stops before it
     result: PassResult = field(default_factory=PassResult)
 
     @property
@@ -205,6 +214,8 @@ class Batch:
 
     uids: list[int]
     items: list[Item] = field(default_factory=list)
+
+    unanswered: list[int] = field(default_factory=list)  # UIDs FETCH said nothing about
 
     @property
     def max_uid(self) -> int:
@@ -313,6 +324,8 @@ def ingest_new_mail(ctx: SyncPass) -> None:
         batch = Batch(uids=pending[: ctx.batch_size])
         for step in BATCH_STEPS:
             step(ctx, batch)
+        if ctx.retry_from is not None:
+            return  # the rest waits for the UID to retry: the next pass starts with it
         pending = pending[len(batch.uids):]
     if ctx.last_uid < ctx.resync_until:
         ctx.advance_to = ctx.resync_until
@@ -331,6 +344,10 @@ def record_pass(ctx: SyncPass) -> None:
         row.acked_uid = ctx.checkpoint.acked_uid
         row.last_success_at = utcnow()
         row.consecutive_failures = 0
+        if ctx.retry_from is not None:
+            row.last_error = (f"IMAPNoBody: the server sent no body for UID {ctx.retry_from}, "
+                              "which is still in the folder; fetching it again next pass")
+            row.last_error_at = utcnow()
     if ctx.advance_to is not None and ctx.advance_to > ctx.last_uid:
         ctx.checkpoint.last_uid = ctx.advance_to
 
@@ -360,6 +377,8 @@ def inspect(ctx: SyncPass, batch: Batch) -> None:
                 break
             total += item.size
         kept.append(item)
+    answered = {item.uid for item in items}
+    batch.unanswered = [uid for uid in batch.uids if uid not in answered]
     batch.items = [item for item in kept if _wanted(ctx, item)]
 
 
@@ -381,13 +400,37 @@ def download(ctx: SyncPass, batch: Batch) -> None:
                 (bytes(v) for k, v in fields.items() if k.startswith(b"BODY[")), b""
             )
             item.message_id = header_message_id(item.headers)
-    # a message expunged by someone between SEARCH and FETCH is gone: nothing to store
+    unanswered = batch.unanswered + [i.uid for i in small if i.raw is None]
+    if unanswered:
+        _unanswered(ctx, batch, unanswered)
     batch.items = [i for i in batch.items if i.too_large or i.raw is not None]
+
+
+def _unanswered(ctx: SyncPass, batch: Batch, uids: list[int]) -> None:
+    """UIDs FETCH said nothing about: skip the expunged ones, retry the others next pass."""
+    present = set(ctx.client.search(["UID", ",".join(uid_set(uids))]))
+    gone = sorted(uid for uid in uids if uid not in present)
+    retry = sorted(uid for uid in uids if uid in present)
+    extra = {"mailbox": ctx.config.name, "folder": ctx.config.folder}
+    if gone:
+        ctx.result.expunged.extend(gone)
+        log.info("messages expunged before they were downloaded; skipped",
+                 extra={**extra, "uids": gone})
+    if not retry:
+        return
+    ctx.result.retry.extend(retry)
+    ctx.retry_from = retry[0]
+    log.warning("the server sent no body for messages still in the folder; fetching them again "
+                "next pass", extra={**extra, "uids": retry})
+    batch.uids = [uid for uid in batch.uids if uid < ctx.retry_from]
+    batch.items = [item for item in batch.items if item.uid < ctx.retry_from]
 
 
 def commit(ctx: SyncPass, batch: Batch) -> None:
     """In ONE transaction: check the checkpoint is still ours, skip duplicates of old mail, add
     the messages (and stubs for oversize ones), advance ``last_uid``; then COMMIT."""
+    if not batch.uids:  # cut down to nothing: the first UID is to be retried
+        return
     with session_scope(ctx.engine) as session:
         row = _locked_row(session, ctx.config.id)
         _expect(row, ctx.checkpoint)
@@ -429,7 +472,8 @@ def acknowledge(ctx: SyncPass, batch: Batch) -> None:
     ctx.result.acknowledged += len(done)
     # recorded by the next batch's commit or record_pass; a crash before that only means
     # these are flagged (or found moved) once more
-    ctx.checkpoint.acked_uid = batch.max_uid
+    if batch.uids:
+        ctx.checkpoint.acked_uid = batch.max_uid
 
 
 BATCH_STEPS: tuple[Callable[[SyncPass, Batch], None], ...] = (

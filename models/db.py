@@ -24,10 +24,16 @@ def _lower(value):
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE``.
+    """Create an engine; SQLite gets WAL, full sync, foreign keys, a busy timeout and
+    ``BEGIN IMMEDIATE``.
 
     ``BEGIN IMMEDIATE`` makes every SQLite transaction take the write lock up front, so concurrent
     writers queue behind the busy timeout instead of failing with "database is locked" mid-way.
+    ``synchronous=FULL``: under WAL, ``NORMAL`` syncs the log only at checkpoints, so a power loss
+    (not a process crash) can undo transactions that had committed, after the SMTP ``250`` or the
+    IMAP ``\\Seen`` that acknowledged them. ``FULL`` syncs the log at every COMMIT; the SMTP
+    listener's group commit and the IMAP batches share one COMMIT among many messages, which keeps
+    its cost small (BENCHMARKS.md, "SQLite durability").
     """
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -42,7 +48,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
