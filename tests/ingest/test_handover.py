@@ -135,8 +135,30 @@ def test_the_sweeper_re_sends_an_id_at_most_once_per_grace_period(embedded, sqli
     sweeper = Sweeper(engine=sqlite_engine, grace_s=0.3, interval_s=60)
     time.sleep(0.35)
     assert sweeper.sweep_once() == [inbound_id]
-    assert sweeper.sweep_once() == [], "not while the queue has it ready"
+    assert sweeper.sweep_once() == [], "not again within the grace period"
     get_broker().flush_all()  # the queue forgets it (as an in-process queue does in a crash)
     assert sweeper.sweep_once() == [], "not again within the grace period"
     time.sleep(0.35)
     assert sweeper.sweep_once() == [inbound_id], "again once the grace period has passed"
+    time.sleep(0.35)
+    assert sweeper.sweep_once() == [], "the next time only after twice the grace period"
+    time.sleep(0.3)
+    assert sweeper.sweep_once() == [inbound_id]
+
+
+def test_the_sweeper_hands_over_lost_messages_while_the_queue_is_busy(embedded, sqlite_engine):
+    import time
+
+    lost = [store(sqlite_engine, n) for n in range(3)]  # committed, hand-over lost
+    for n in range(3, 8):  # meanwhile the queue is busy with other messages (no worker runs)
+        assert enqueue(store(sqlite_engine, n))
+    assert queue_depth().ready == 5
+    sweeper = Sweeper(engine=sqlite_engine, grace_s=0.2, interval_s=60)
+    sweeper.busy_batch = 2
+    time.sleep(0.25)
+    # every stale message is due (the queued ones too: the sweeper cannot tell them apart), but
+    # a busy queue gets at most busy_batch re-sends per round, oldest first
+    assert sweeper.sweep_once() == lost[:2]
+    assert sweeper.sweep_once() == [lost[2], lost[2] + 1]
+    assert not sweeper.more_waiting, "a busy queue is not swept again within the second"
+    assert queue_depth().ready == 9
