@@ -50,7 +50,7 @@ from models import Mailbox
 from models.base import utcnow
 from models.db import get_engine, session_scope
 from models.secrets import decrypt_secret
-from ingest.oauth2 import AuthFailed, access_token, token_provider
+from models.oauth2 import AuthFailed, access_token, token_provider
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

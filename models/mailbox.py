@@ -48,7 +48,7 @@ class Mailbox(Base):
     ``kind`` is ``imap`` (host, port, username) or ``graph`` (Microsoft Graph: ``username`` holds
     the Graph ``user``, ``host`` the Graph host). ``auth`` is ``password`` or ``oauth2`` (the
     ``oauth2_*`` columns). A rotated refresh token replaces ``oauth2_refresh_token_encrypted``
-    before its access token is used (ingest.oauth2).
+    before its access token is used (models.oauth2).
     """
 
     __tablename__ = "mailboxes"

@@ -210,4 +210,4 @@ pytest_plugins = ["tests.ingest.smtp_fixtures"]
 # The private Dovecot of the IMAP tests (fixture ``dovecot``), registered like the SMTP fixtures.
 pytest_plugins += ["tests.ingest.dovecot"]
 # The OAuth2 token server on loopback (fixture ``token_server``) of the cloud mailbox tests.
-pytest_plugins += ["tests.oauth2_server"]
+pytest_plugins += ["tests.oauth2_server", "tests.graph_server"]

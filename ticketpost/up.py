@@ -111,6 +111,7 @@ class Running:
 
     smtp: Any = None
     imap: Any = None
+    graph: Any = None  # the Microsoft Graph pollers (ingest.graph.GraphService)
     api: Any = None
     worker: Any = None
     sweeper: Any = None
@@ -119,7 +120,7 @@ class Running:
 
 
 #: Stop accepting first, then let in-flight work finish, then stop the machinery.
-STOP_ORDER: tuple[str, ...] = ("smtp", "imap", "api", "sweeper", "outbox", "worker")
+STOP_ORDER: tuple[str, ...] = ("smtp", "imap", "graph", "api", "sweeper", "outbox", "worker")
 
 
 def _stop(name: str, component: Any, timeout: float) -> None:
@@ -201,6 +202,21 @@ def _start_imap(running: Running, settings: Settings, engine) -> None:
         running.notes.append(f"IMAP pollers: NOT running ({type(exc).__name__}: {exc})")
         return
     running.notes.append("IMAP pollers: running for enabled mailboxes")
+    _start_graph(running, settings, engine)
+
+
+def _start_graph(running: Running, settings: Settings, engine) -> None:
+    """The Graph pollers run wherever the IMAP pollers do (``up`` and the ``imap`` role)."""
+    from ingest.graph import GraphService
+
+    try:
+        running.graph = GraphService(engine=engine, settings=settings).start()
+    except Exception as exc:  # noqa: BLE001 - the rest keeps working without Graph
+        log.exception("the Graph pollers could not start")
+        running.graph = None
+        running.notes.append(f"Graph pollers: NOT running ({type(exc).__name__}: {exc})")
+        return
+    running.notes.append("Graph pollers: running for enabled graph mailboxes")
 
 
 def _wait(stop: threading.Event) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from admin_api.metrics import render_metrics
 from admin_api.services.mailboxes import create_mailbox, mailbox_health
 from ingest.imap import ImapService
-from ingest.oauth2 import AuthFailed, TokenProvider
+from models.oauth2 import AuthFailed, TokenProvider
 from models import Mailbox
 from models.db import session_scope
 from models.secrets import decrypt_secret

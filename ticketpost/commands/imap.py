@@ -1,4 +1,5 @@
-"""``ticketpost imap``: the IMAP poller role — poll every enabled mailbox until SIGTERM.
+"""``ticketpost imap``: the mailbox poller role — poll every enabled mailbox until SIGTERM:
+IMAP mailboxes and Microsoft Graph ones (``kind: graph``) alike.
 
 With ``TICKETPOST_REDIS_URL`` the stored ids go to the Redis queue for ``ticketpost worker``
 processes (the scaled-out shape). Without it this process also routes what it stores, with an
@@ -14,12 +15,13 @@ import sys
 
 def register(sub) -> None:
     parser = sub.add_parser(
-        "imap", help="poll the enabled IMAP mailboxes in the foreground until SIGTERM"
+        "imap", help="poll the enabled mailboxes (IMAP and Graph) in the foreground until SIGTERM"
     )
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ingest.graph import GraphService
     from ingest.imap import ImapService
     from models.db import get_engine
     from routing.broker import is_in_process, setup_broker
@@ -37,7 +39,9 @@ def run(args) -> int:
     else:
         queue = f"Redis queue (namespace {settings.redis_namespace})"
     running.imap = ImapService(engine=engine, settings=settings).start()
-    print(f"ticketpost imap: polling {len(running.imap.pollers)} enabled mailbox(es); "
+    running.graph = GraphService(engine=engine, settings=settings).start()
+    print(f"ticketpost imap: polling {len(running.imap.pollers)} enabled IMAP and "
+          f"{len(running.graph.pollers)} Graph mailbox(es); "
           f"stored messages go to the {queue}; mailbox changes are picked up every "
           f"{settings.imap_reload_interval_s:g} s", flush=True)
     while not stop.wait(1.0):

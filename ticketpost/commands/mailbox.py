@@ -196,7 +196,7 @@ def run_authorize(args) -> int:
     from admin_api.services.errors import NotFound, ServiceError
     from admin_api.services.mailboxes import get_mailbox, store_refresh_token
     from core.settings import get_settings
-    from ingest.oauth2 import AuthFailed, OAuth2Config, TokenUnavailable, poll_device_flow, \
+    from models.oauth2 import AuthFailed, OAuth2Config, TokenUnavailable, poll_device_flow, \
         start_device_flow
     from models.db import get_engine, session_scope
 

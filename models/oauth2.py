@@ -45,7 +45,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from core.settings import Settings, get_settings
-from models import Mailbox
+from models.mailbox import Mailbox
 from models.mailbox import default_scope
 from models.db import get_engine, session_scope
 from models.secrets import SecretKeyMissing, SecretUndecryptable, decrypt_secret, encrypt_secret
