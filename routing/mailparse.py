@@ -24,8 +24,10 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 from functools import cached_property
-from html.parser import HTMLParser
 from itertools import pairwise
+
+from routing.html_text import html_to_text
+from routing.tnef import open_tnef
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # the stdlib FeedParser's header-name characters
@@ -214,27 +216,6 @@ def message_ids(value: str | None) -> list[str]:
     return [clean_text(i, 990) for i in ids]
 
 
-@dataclass(frozen=True)
-class Attachment:
-    """A file carried by a message (its bytes stay in the raw message)."""
-
-    name: str
-    type: str
-    size: int
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "size": self.size}
-
-
-@dataclass(frozen=True)
-class Body:
-    """The text a person reads (text/plain preferred, else HTML as text) and the attachments."""
-
-    text: str
-    source: str  # "text/plain", "text/html", or "none"
-    attachments: tuple[Attachment, ...] = ()
-
-
 @dataclass
 class ParsedMail:
     """The headers routing reads, decoded once; the full MIME tree and body only on demand."""
@@ -408,53 +389,83 @@ def _bare_addresses(text: str) -> list[tuple[str, str]]:
 #
 # The MIME tree is split with bytes searches for each multipart's own delimiter (C speed), not
 # the stdlib feed parser's line-by-line loop, which costs as much as a whole policy.default parse
-# on large mail. Only the headers of each part are parsed; only text parts are decoded;
-# attachments are measured by decoding their transfer encoding (binascii, C speed).
+# on large mail. The searches run on the raw bytes with offsets (no copy of each part); only the
+# headers of each part are parsed; only text parts are decoded; attachments are decoded once
+# (binascii, C speed) for their size and SHA-256, and keep their place in the raw message
+# (Attachment.start/end) so a download reads them from there again.
 
 MAX_DEPTH = 50
 MAX_PARTS = 1000
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _SPACED_WORDS = re.compile(rb"[A-Za-z0-9+/=][ \t]+[A-Za-z0-9+/=]")  # never inside a base64 line
 _QUOTED_LEAF = ("text/plain", "text/html")
+_TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+_CALENDAR_METHOD = re.compile(rb"(?im)^METHOD:[ \t]*([A-Za-z-]+)")
+
+
+class _Tree:
+    """What walking one message's MIME tree found besides parts: the caps it ran into."""
+
+    __slots__ = ("budget", "depth_capped", "parts_capped", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.budget = MAX_PARTS
+        self.depth_capped = False
+        self.parts_capped = False
 
 
 class _Part:
-    """One MIME entity: its parsed header block, its raw body, and its children if multipart."""
+    """One MIME entity: its parsed header block, where its body is in the raw bytes, its children."""
 
-    __slots__ = ("body", "children", "ctype", "headers")
+    __slots__ = ("capped", "children", "ctype", "end", "headers", "start", "tree")
 
-    def __init__(self, headers: Message, body: bytes, budget: list[int], depth: int = 0) -> None:
+    def __init__(self, headers: Message, tree: _Tree, start: int, end: int, depth: int = 0) -> None:
         self.headers = headers
-        self.body = body
+        self.tree = tree
+        self.start, self.end = start, end
         self.children: list[_Part] | None = None
+        self.capped = False  # a multipart below the depth cap: not read, and not text either
         try:
             ctype = (headers.get_content_type() or "text/plain").lower()
         except Exception:  # noqa: BLE001
             ctype = "text/plain"
         if ctype.startswith("multipart/"):
-            pieces = None
-            if depth < MAX_DEPTH:
+            spans = None
+            if depth >= MAX_DEPTH:
+                self.capped = tree.depth_capped = True
+            else:
                 try:
                     boundary = headers.get_boundary()
                 except Exception:  # noqa: BLE001
                     boundary = None
                 if boundary:
-                    pieces = _split_multipart(body, boundary)
-            if pieces is None:
+                    spans = _split_multipart(tree, start, end, boundary)
+            if spans is None and not self.capped:
                 ctype = "text/plain"  # no usable delimiter: the body is all there is, keep it as text
-            else:
+            elif spans is not None:
                 self.children = []
-                for piece in pieces:
-                    if budget[0] <= 0:
+                for begin, stop in spans:
+                    if tree.budget <= 0:
+                        tree.parts_capped = True
                         break
-                    budget[0] -= 1
-                    child_headers, child_body = _split_head(piece)
-                    self.children.append(_Part(child_headers, child_body, budget, depth + 1))
+                    tree.budget -= 1
+                    child_headers, body_start = _split_head(tree.raw, begin, stop)
+                    self.children.append(_Part(child_headers, tree, body_start, stop, depth + 1))
         self.ctype = clean_text(ctype, 255)  # it is stored (attachments JSON): no lone surrogates
+
+    @property
+    def body(self) -> bytes:
+        return self.tree.raw[self.start:self.end]
 
     def get(self, name: str) -> str:
         value = self.headers.get(name)
         return "" if value is None else str(value)
+
+    def encoding(self) -> str:
+        """The Content-Transfer-Encoding to undo: ``base64``, ``quoted-printable`` or '' (as is)."""
+        cte = self.get("Content-Transfer-Encoding").strip().lower()
+        return cte if cte in ("base64", "quoted-printable") else ""
 
     def payload(self) -> bytes:
         """The body with its Content-Transfer-Encoding undone; never raises."""
@@ -491,7 +502,7 @@ class _Part:
             name = self.headers.get_filename() or self.headers.get_param("name")
         except Exception:  # noqa: BLE001
             name = None
-        if isinstance(name, tuple):
+        if isinstance(name, tuple):  # RFC 2231 (charset, language, value) the stdlib left undecoded
             name = name[2]
         if not name:
             return ""
@@ -499,168 +510,269 @@ class _Part:
             name = decode_bytes(name)
         return clean_text(decode_header_value(name), 255)
 
+    def content_id(self) -> str:
+        value = self.get("Content-ID").strip()
+        return clean_text(value[1:-1] if value.startswith("<") and value.endswith(">") else value, 255)
+
 
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
-def _split_head(raw: bytes) -> tuple[Message, bytes]:
-    """Split an entity into its parsed header block and its body (no header line: all body)."""
-    if raw.startswith((b"\n", b"\r\n")):
-        return Message(), raw[1:] if raw[:1] == b"\n" else raw[2:]
-    if not _HEADER_LINE.match(raw):
-        return Message(), raw
-    match = _BLANK_LINE.search(raw)
-    head, body = (raw[: match.end()], raw[match.end():]) if match else (raw, b"")
+def _split_head(raw: bytes, start: int = 0, end: int | None = None) -> tuple[Message, int]:
+    """The parsed header block of the entity at ``raw[start:end]`` and where its body starts."""
+    end = len(raw) if end is None else end
+    if raw.startswith(b"\n", start, end):
+        return Message(), start + 1
+    if raw.startswith(b"\r\n", start, end):
+        return Message(), start + 2
+    if not _HEADER_LINE.match(raw, start, end):
+        return Message(), start
+    match = _BLANK_LINE.search(raw, start, end)
+    head_end = match.end() if match else end
     try:
-        return read_headers(head), body
+        return read_headers(raw[start:head_end]), head_end
     except Exception:  # noqa: BLE001
-        return Message(), body
+        return Message(), head_end
 
 
-def _split_multipart(body: bytes, boundary: str) -> list[bytes] | None:
-    """The entities between ``--boundary`` lines (RFC 2046), or None when there is no delimiter.
+def _split_multipart(tree: _Tree, start: int, end: int, boundary: str) -> list[tuple[int, int]] | None:
+    """The entities between ``--boundary`` lines (RFC 2046) as (start, end), or None without a delimiter.
 
     A delimiter is ``--boundary`` at the start of a line followed only by whitespace (or ``--``
     for the close delimiter), so a nested boundary that merely starts with this one is not one.
+    Past :data:`MAX_PARTS` delimiters the rest is not read (and never becomes text).
     """
+    body = tree.raw
     token = b"--" + _to_bytes(boundary)
-    size = len(body)
     marks: list[tuple[int, int]] = []  # (start of the delimiter line, start of the next line)
     closed = False
-    i = body.find(token)
-    while i != -1 and len(marks) <= MAX_PARTS:
-        if i == 0 or body[i - 1] == 10:  # at the start of a line
+    i = body.find(token, start, end)
+    while i != -1:
+        if len(marks) > MAX_PARTS:
+            tree.parts_capped = True
+            closed = True  # what follows is dropped, not read as one part full of delimiters
+            break
+        if i == start or body[i - 1] == 10:  # at the start of a line
             rest = i + len(token)
-            close = body.startswith(b"--", rest)
-            eol = body.find(b"\n", rest)
-            line_end = size if eol == -1 else eol
+            close = body.startswith(b"--", rest, end)
+            eol = body.find(b"\n", rest, end)
+            line_end = end if eol == -1 else eol
             if not body[rest + 2 if close else rest:line_end].strip():
-                marks.append((i, line_end + 1 if eol != -1 else size))
+                marks.append((i, line_end + 1 if eol != -1 else end))
                 if close:
                     closed = True
                     break
-                i = body.find(token, line_end)
+                i = body.find(token, line_end, end)
                 continue
-        i = body.find(token, i + 1)
+        i = body.find(token, i + 1, end)
     if not marks:
         return None
-    parts: list[bytes] = []
-    for (_, begin), (end, _) in pairwise(marks):
+    parts: list[tuple[int, int]] = []
+    for (_, begin), (stop, _) in pairwise(marks):
         # the line break before a delimiter belongs to the delimiter
-        if end > begin and body[end - 1] == 10:
-            end -= 2 if end - 1 > begin and body[end - 2] == 13 else 1
-        parts.append(body[begin:end])
+        if stop > begin and body[stop - 1] == 10:
+            stop -= 2 if stop - 1 > begin and body[stop - 2] == 13 else 1
+        parts.append((begin, stop))
     if not closed:
-        parts.append(body[marks[-1][1]:])  # no close delimiter: the last part runs to the end
+        parts.append((marks[-1][1], end))  # no close delimiter: the last part runs to the end
     return parts
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried by a message; its bytes stay in the raw message, at ``start:end``.
+
+    ``encoding`` is the transfer encoding to undo there; ``tnef`` is the file's position inside
+    the winmail.dat found at ``start:end`` (None for an ordinary MIME part).
+    """
+
+    index: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool = False
+    content_id: str = ""
+    start: int = 0
+    end: int = 0
+    encoding: str = ""
+    tnef: int | None = None
+
+    PUBLIC = ("index", "filename", "content_type", "size", "sha256", "inline", "content_id")
+
+    def as_dict(self) -> dict:
+        """The stored form: the public fields and, under ``location``, where the bytes are."""
+        stored = {key: getattr(self, key) for key in self.PUBLIC}
+        stored["location"] = {"start": self.start, "end": self.end, "encoding": self.encoding,
+                              "tnef": self.tnef}
+        return stored
+
+
+@dataclass(frozen=True)
+class Body:
+    """The text a person reads (text/plain preferred, else HTML as text) and the attachments.
+
+    ``notes`` say what was capped or simplified (routing puts them in the explanation);
+    ``calendar`` holds the METHOD of each text/calendar part (REQUEST, REPLY, CANCEL ...).
+    """
+
+    text: str
+    source: str  # "text/plain", "text/html", "application/ms-tnef" or "none"
+    attachments: tuple[Attachment, ...] = ()
+    notes: tuple[str, ...] = ()
+    calendar: tuple[str, ...] = ()
+
+
+class _Found:
+    """What the walk collects: texts, files, TNEF bodies, calendar methods, notes."""
+
+    def __init__(self) -> None:
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.tnef_text: list[str] = []
+        self.tnef_html: list[str] = []
+        self.files: list[Attachment] = []
+        self.calendar: list[str] = []
+        self.notes: list[str] = []
+
+    def add_file(self, part: _Part, filename: str, ctype: str, data: bytes, *, inline: bool = False,
+                 content_id: str = "", tnef: int | None = None) -> None:
+        self.files.append(Attachment(
+            index=len(self.files), filename=clean_text(filename, 255), content_type=clean_text(ctype, 255), size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), inline=inline, content_id=content_id,
+            start=part.start, end=part.end, encoding=part.encoding(), tnef=tnef))
 
 
 def extract_body(raw: bytes, headers: Message | None = None) -> Body:
     """Walk the MIME tree: first text/plain wins, else first text/html as text; collect files."""
     if headers is None:
-        headers, body = _split_head(raw)
+        headers, start = _split_head(raw)
     else:
-        body = _after_headers(raw)
-    root = _Part(headers, body, [MAX_PARTS])
-    plain: list[str] = []
-    html: list[str] = []
-    attachments: list[Attachment] = []
-    _walk(root, plain, html, attachments)
-    if plain:
-        return Body(text=clean_text("\n\n".join(plain)), source="text/plain",
-                    attachments=tuple(attachments))
-    if html:
-        return Body(text=clean_text(html_to_text("\n".join(html))), source="text/html",
-                    attachments=tuple(attachments))
-    return Body(text="", source="none", attachments=tuple(attachments))
+        match = _BLANK_LINE.search(raw)
+        start = match.end() if match else len(raw)
+    tree = _Tree(raw)
+    root = _Part(headers, tree, start, len(raw))
+    found = _Found()
+    _walk(root, found)
+    notes = found.notes
+    if tree.parts_capped:
+        notes.append(f"more than {MAX_PARTS} MIME parts: only the first {MAX_PARTS} were read")
+    if tree.depth_capped:
+        notes.append(f"MIME nesting deeper than {MAX_DEPTH} levels: the parts below were not read")
+    files = tuple(found.files)
+    if found.plain:
+        text, source = "\n\n".join(found.plain), "text/plain"
+    elif found.html:
+        converted = html_to_text("\n".join(found.html))
+        text, source = converted.text, "text/html"
+        if converted.note:
+            notes.append(converted.note)
+    elif found.tnef_text or found.tnef_html:
+        source = "application/ms-tnef"
+        if found.tnef_text:
+            text = "\n\n".join(found.tnef_text)
+        else:
+            converted = html_to_text("\n".join(found.tnef_html))
+            text = converted.text
+            if converted.note:
+                notes.append(converted.note)
+        notes.append("the text is the body of the winmail.dat (TNEF) attachment")
+    else:
+        text, source = "", "none"
+    return Body(text=clean_text(text), source=source, attachments=files, notes=tuple(notes),
+                calendar=tuple(found.calendar))
 
 
-def _walk(part: _Part, plain: list[str], html: list[str], files: list[Attachment],
-          *, in_alternative: bool = False) -> None:
+def _walk(part: _Part, found: _Found, *, in_alternative: bool = False) -> None:
     ctype = part.ctype
     if ctype == "message/rfc822":  # a forwarded message is a file of this one, not its body
-        files.append(Attachment(part.filename() or _inner_subject(part), ctype, len(part.payload())))
+        data = part.payload()
+        name = part.filename() or _inner_subject(data)
+        if not name.lower().endswith(".eml"):
+            name += ".eml"
+        found.add_file(part, name, ctype, data)
         return
     if part.children is not None:
         if ctype == "multipart/alternative":
-            _walk_alternative(part.children, plain, html, files)
+            _walk_alternative(part.children, found)
             return
         for child in part.children:
-            _walk(child, plain, html, files)
+            _walk(child, found)
         return
+    if part.capped:
+        return  # below the depth cap: noted once for the message, never read as text
     disposition = part.get("Content-Disposition").split(";")[0].strip().lower()
     filename = part.filename()
+    if ctype == "text/calendar":
+        found.calendar.append(_calendar_method(part))
+    if ctype in _TNEF_TYPES or filename.lower() == "winmail.dat":
+        if _open_tnef(part, found):
+            return
     if disposition == "attachment" or (filename and disposition != "inline") or ctype not in _QUOTED_LEAF:
-        files.append(Attachment(filename or "attachment", ctype, len(part.payload())))
+        content_id = part.content_id()
+        inline = disposition == "inline" or (disposition != "attachment" and bool(content_id))
+        found.add_file(part, filename or _default_name(ctype), ctype, part.payload(),
+                       inline=inline, content_id=content_id)
         return
     text = decode_bytes(part.payload(), part.charset()).replace("\r\n", "\n")
     if ctype == "text/html":
-        html.append(text)
-    elif not plain or not in_alternative:
-        plain.append(text)
+        found.html.append(text)
+    elif not found.plain or not in_alternative:
+        found.plain.append(text)
 
 
-def _walk_alternative(children: list[_Part], plain, html, files) -> None:
+def _walk_alternative(children: list[_Part], found: _Found) -> None:
     """Of alternatives, take the text/plain one; without it, the richest HTML."""
-    sub_plain: list[str] = []
-    sub_html: list[str] = []
+    sub = _Found()
+    sub.files, sub.calendar, sub.notes = found.files, found.calendar, found.notes  # shared
+    sub.tnef_text, sub.tnef_html = found.tnef_text, found.tnef_html
     for child in children:
-        _walk(child, sub_plain, sub_html, files, in_alternative=True)
-    if sub_plain:
-        plain.append(sub_plain[0])
-    elif sub_html:
-        html.append(sub_html[-1])
+        _walk(child, sub, in_alternative=True)
+    if sub.plain:
+        found.plain.append(sub.plain[0])
+    elif sub.html:
+        found.html.append(sub.html[-1])
 
 
-def _inner_subject(part: _Part) -> str:
-    headers, _ = _split_head(part.payload()[:65536])
-    subject = decode_header_value(headers.get("Subject"))
-    return clean_text(subject, 200) + ".eml" if subject else "message.eml"
+def _default_name(ctype: str) -> str:
+    """A file name for a part that has none: ``attachment`` with the type's usual extension."""
+    import mimetypes
+
+    extension = ".ics" if ctype == "text/calendar" else mimetypes.guess_extension(ctype) or ""
+    return "attachment" + extension
 
 
-class _HtmlText(HTMLParser):
-    """Collects the readable text of an HTML document."""
-
-    BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
-                       "table", "blockquote", "pre", "hr", "ul", "ol", "section", "article"})
-    SKIP = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self.SKIP:
-            self.skipping += 1
-        elif tag in self.BLOCK:
-            self.out.append("\n")
-        if tag == "li":
-            self.out.append("- ")
-
-    def handle_endtag(self, tag):
-        if tag in self.SKIP and self.skipping:
-            self.skipping -= 1
-        elif tag in self.BLOCK:
-            self.out.append("\n")
-
-    def handle_data(self, data):
-        if not self.skipping:
-            self.out.append(data)
-
-
-_SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
-_NEWLINES = re.compile(r"\n\s*\n\s*\n+")
-
-
-def html_to_text(html: str) -> str:
-    """Readable plain text from HTML: block elements become line breaks, scripts and styles go."""
-    parser = _HtmlText()
+def _calendar_method(part: _Part) -> str:
+    """The iTIP METHOD of a text/calendar part: its ``method=`` parameter, else the calendar's line."""
     try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # noqa: BLE001, S110 - broken HTML: keep what was read
-        pass
-    text = "".join(parser.out)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
-    return _NEWLINES.sub("\n\n", "\n".join(lines)).strip()
+        method = part.headers.get_param("method")
+    except Exception:  # noqa: BLE001
+        method = None
+    if isinstance(method, str) and method.strip():
+        return clean_text(method.strip().upper(), 40)
+    match = _CALENDAR_METHOD.search(part.payload()[:65536])
+    return match.group(1).decode("ascii").upper() if match else ""
+
+
+def _open_tnef(part: _Part, found: _Found) -> bool:
+    """Files and body of a winmail.dat part (routing.tnef); False when it cannot be opened."""
+    content = open_tnef(part.payload())
+    if content is None:
+        found.notes.append("a winmail.dat (TNEF) attachment could not be opened: kept as a file")
+        return False
+    for position, item in enumerate(content.files):
+        found.add_file(part, item.filename, item.content_type, item.data, content_id=item.content_id,
+                       inline=False, tnef=position)
+    if content.text:
+        found.tnef_text.append(content.text)
+    elif content.html:
+        found.tnef_html.append(content.html)
+    return True
+
+
+def _inner_subject(data: bytes) -> str:
+    headers, _ = _split_head(data[:65536])
+    subject = decode_header_value(headers.get("Subject"))
+    return clean_text(subject, 200) if subject else "message"
+
+

@@ -109,9 +109,10 @@ def test_golden_mail_routes_as_expected(engine, name):
             for fragment in expect.get("body_lacks", []):
                 assert fragment not in message.body_text, (name, fragment)
             if "attachments" in expect:
-                got = [{"name": a["name"], "type": a["type"]} for a in message.attachments]
+                got = [{"filename": a["filename"], "content_type": a["content_type"]} for a in message.attachments]
                 assert got == expect["attachments"], name
                 assert all(a["size"] > 0 for a in message.attachments)
+                assert [a["index"] for a in message.attachments] == list(range(len(got)))
         else:
             assert session.scalar(select(func.count()).select_from(TicketMessage)
                                   .where(TicketMessage.inbound_id == result.inbound_id)) == 0
