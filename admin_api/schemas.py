@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from admin_api.services.attachments import public_list
 from models import (
     CONTRACT_TYPES,
     INBOUND_STATUSES,
@@ -461,18 +462,54 @@ class TicketOut(Output):
     updated_at: datetime
 
 
+class AttachmentOut(BaseModel):
+    """A file of a ticket message; download: ``GET /tickets/{id}/messages/{message_id}/attachments/{index}``."""
+
+    index: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str | None = Field(description="SHA-256 of the bytes as sent (null for messages routed before it was kept)")
+    inline: bool = Field(description="shown in the message body (Content-Disposition inline, or an image the HTML refers to by Content-ID)")
+    content_id: str | None
+
+
 class TicketMessageOut(Output):
     id: int
     inbound_id: int | None
     message_id: str | None
     sender_email: str | None
     body_text: str
-    attachments: list[dict[str, Any]]
+    reply_text: str = Field(description="the new part of a reply: no quoted history, no signature; "
+                                        "the whole body_text when nothing would be left or the mail is no reply")
+    attachments: list[AttachmentOut]
     created_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return value
+        return {
+            "id": value.id, "inbound_id": value.inbound_id, "message_id": value.message_id,
+            "sender_email": value.sender_email, "body_text": value.body_text,
+            "reply_text": value.reply_text if value.reply_text is not None else value.body_text,
+            "attachments": public_list(value.attachments), "created_at": value.created_at,
+        }
 
 
 class TicketDetail(TicketOut):
     messages: list[TicketMessageOut]
+
+
+class PortalAttachmentOut(AttachmentOut):
+    message_id: int = Field(description="the ticket message (its id) the file belongs to")
+
+
+class PortalTicketOut(TicketOut):
+    """A ticket in the portal view, with the files of its messages (of this ticket only)."""
+
+    attachments: list[PortalAttachmentOut] = []
 
 
 # --- inbound -------------------------------------------------------------------------------------

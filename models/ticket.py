@@ -59,6 +59,10 @@ class TicketMessage(Base):
     message_id: Mapped[str | None] = mapped_column(String(998))
     sender_email: Mapped[str | None] = mapped_column(String(320))
     body_text: Mapped[str] = mapped_column(Text, default="")
+    #: The new part of a reply (no quoted history, no signature); NULL: the whole body_text.
+    reply_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: One entry per file (routing.mailparse.Attachment.as_dict): index, filename, content_type,
+    #: size, sha256, inline, content_id, and where its bytes are in the raw message (location).
     attachments: Mapped[list] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

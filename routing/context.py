@@ -42,6 +42,7 @@ class RoutingContext:
     ticket: TicketRow | None = None  # the ticket a reply threads onto (None = a new ticket)
     reopened: bool = False
     subject: str = ""  # subject for a new ticket (reply prefixes and tags stripped)
+    reply_text: str | None = None  # the new part of a reply (None: the whole body text)
     message: dict | None = None  # the ticket message to store, written with the outcome
     new_ticket: dict | None = None  # the ticket to open (routing.tickets.ticket_values), with the outcome
     ticket_status: str | None = None  # a reply's new ticket status (None = unchanged)

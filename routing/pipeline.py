@@ -30,6 +30,7 @@ from routing.records import InboundRow, TicketRow, columns, take
 from routing.tickets import NEW_TICKET_NUMBER, insert_ticket, new_ticket_insert
 from routing.steps.client import client
 from routing.steps.contact import contact
+from routing.steps.content import calendar, content
 from routing.steps.loop_guard import loop_guard
 from routing.steps.parse import parse
 from routing.steps.policy import policy
@@ -43,7 +44,7 @@ Step = Callable[[RoutingContext], None]
 
 #: The routing steps, in order. Each takes the context and either fills in its part or raises
 #: RoutingStop with the final outcome.
-STEPS: tuple[Step, ...] = (parse, loop_guard, sender, client, contact, thread, policy, write)
+STEPS: tuple[Step, ...] = (parse, loop_guard, calendar, sender, client, contact, thread, policy, content, write)
 
 
 _INBOUND, _TICKETS, _MESSAGES = InboundMessage.__table__, Ticket.__table__, TicketMessage.__table__
@@ -79,7 +80,8 @@ def _typed(table, prefix: str, column: str):
 
 _KEPT_UNLESS_GIVEN = ("attempts", "message_id", "subject", "sender_email")  # None keeps the stored value
 _ALWAYS_SET = ("status", "outcome", "reason", "explanation", "client_id", "contact_id", "ticket_id", "routed_at")
-MESSAGE_COLUMNS = ("ticket_id", "inbound_id", "message_id", "sender_email", "body_text", "attachments", "created_at")
+MESSAGE_COLUMNS = ("ticket_id", "inbound_id", "message_id", "sender_email", "body_text", "reply_text", "attachments",
+                   "created_at")
 
 #: The outcome on the inbound row. Core statements built once with bind parameters, run as
 #: routing.prepared statements below (the ORM unit of work was a third of routing's CPU).

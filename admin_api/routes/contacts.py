@@ -14,10 +14,12 @@ from admin_api.schemas import (
     ContactOut,
     ContactUpdate,
     ListOf,
-    TicketOut,
+    PortalAttachmentOut,
+    PortalTicketOut,
     TicketStatus,
 )
 from admin_api.services import contacts as service
+from admin_api.services import attachments as attachment_service
 from admin_api.services import tickets as ticket_service
 
 router = APIRouter(tags=["contacts"], responses=responses(NOT_FOUND))
@@ -76,7 +78,7 @@ def delete_contact(contact_id: IdPath, session: SessionDep, _: AdminRole) -> Non
     session.commit()
 
 
-@router.get("/contacts/{contact_id}/tickets", response_model=ListOf[TicketOut], tags=["tickets"])
+@router.get("/contacts/{contact_id}/tickets", response_model=ListOf[PortalTicketOut], tags=["tickets"])
 def contact_tickets(
     contact_id: IdPath,
     session: SessionDep,
@@ -84,8 +86,15 @@ def contact_tickets(
     paging: PagingDep,
     status: TicketStatus | None = None,
 ):
-    """The portal view: the primary contact sees all its client's tickets, others only their own."""
+    """The portal view: the primary contact sees all its client's tickets, others only their own;
+    each with the attachments of its messages."""
     page = ticket_service.contact_tickets(
         session, contact_id=contact_id, status=status, limit=paging.limit, offset=paging.offset
     )
-    return {"items": page.items, "total": page.total}
+    files = attachment_service.portal_attachments(session, [t.id for t in page.items])
+    items = [
+        PortalTicketOut.model_validate(t).model_copy(
+            update={"attachments": [PortalAttachmentOut.model_validate(a) for a in files[t.id]]})
+        for t in page.items
+    ]
+    return {"items": items, "total": page.total}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import StreamingResponse
 
 from admin_api.deps import AnyRole, IdPath, PagingDep, SessionDep
 from admin_api.routes.responses import NOT_FOUND, responses
@@ -17,6 +18,7 @@ from admin_api.schemas import (
     TicketStatus,
     TicketUpdate,
 )
+from admin_api.services import attachments as attachment_service
 from admin_api.services import tickets as service
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], responses=responses())
@@ -63,3 +65,22 @@ def update_ticket(ticket_id: IdPath, body: TicketUpdate, session: SessionDep, _:
     ticket = service.update_ticket(session, ticket_id=ticket_id, changes=body.model_dump(exclude_unset=True))
     session.commit()
     return service.get_ticket(session, ticket_id=ticket.id)
+
+
+@router.get(
+    "/{ticket_id}/messages/{message_id}/attachments/{index}",
+    response_class=StreamingResponse,
+    responses={**NOT_FOUND, 200: {"content": {"application/octet-stream": {}},
+                                  "description": "the file's bytes as sent"}},
+)
+def download_attachment(
+    ticket_id: IdPath,
+    message_id: IdPath,
+    index: Annotated[int, Path(ge=0, le=100_000)],
+    session: SessionDep,
+    _: AnyRole,
+):
+    """Download a file of a ticket message (``message_id`` is the ticket message's ``id``): the
+    bytes as sent, streamed from the stored raw message."""
+    download = attachment_service.open_download(session, ticket_id=ticket_id, message_id=message_id, index=index)
+    return StreamingResponse(download.chunks, media_type=download.content_type, headers=download.headers)

@@ -18,6 +18,7 @@ def _message_fields(ctx: RoutingContext, ticket_id: int | None, at) -> dict:
         "message_id": ctx.message_id,
         "sender_email": ctx.sender_email,
         "body_text": body.text,
+        "reply_text": ctx.reply_text,
         "attachments": [a.as_dict() for a in body.attachments],
     }
 

@@ -35,7 +35,7 @@ def count(engine, model, *where):
 
 def test_the_steps_run_in_the_documented_order():
     assert [s.__name__ for s in STEPS] == [
-        "parse", "loop_guard", "sender", "client", "contact", "thread", "policy", "write"]
+        "parse", "loop_guard", "calendar", "sender", "client", "contact", "thread", "policy", "content", "write"]
 
 
 def test_routing_an_inbound_message_twice_returns_the_stored_result_and_changes_nothing(engine, world):
