@@ -55,7 +55,7 @@ def open_tnef(data: bytes) -> TnefContent | None:
         data_ = item.data if isinstance(item.data, bytes) else b""
         files.append(TnefFile(filename=_safe(name), content_type=_safe(ctype),
                               content_id=_safe(_text(props.get(_CONTENT_ID)).strip("<>")), data=data_))
-    return TnefContent(files=tuple(files), text=_text(tnef.body), html=_text(tnef.htmlbody))
+    return TnefContent(files=tuple(files), text=_text(tnef.body).replace("\r\n", "\n"), html=_text(tnef.htmlbody))
 
 
 def file_data(data: bytes, position: int) -> bytes | None:

@@ -6,7 +6,9 @@ A case file may hold:
 ``envelope_from`` the SMTP envelope sender (``"<>"`` for a null reverse-path)
 ``setup``         tickets (numbered 1, 2, ... in order) and outbound Message-IDs that exist first
 ``expect``        ``outcome`` and optionally ``client``, ``contact``, ``ticket``, ``body_contains``,
-                  ``body_lacks``, ``attachments``, ``reason_contains``, ``explanation_contains``,
+                  ``body_lacks``, ``reply_contains``, ``reply_lacks`` (reply_text; NULL stored =
+                  the whole body), ``attachments`` (filename, content_type, and optionally
+                  inline, content_id, size, sha256), ``reason_contains``, ``explanation_contains``,
                   ``message_id``, ``sender``
 """
 
@@ -108,9 +110,15 @@ def test_golden_mail_routes_as_expected(engine, name):
                 assert fragment in message.body_text, (name, fragment, message.body_text[:500])
             for fragment in expect.get("body_lacks", []):
                 assert fragment not in message.body_text, (name, fragment)
+            reply = message.reply_text if message.reply_text is not None else message.body_text
+            for fragment in expect.get("reply_contains", []):
+                assert fragment in reply, (name, fragment, reply[:500])
+            for fragment in expect.get("reply_lacks", []):
+                assert fragment not in reply, (name, fragment, reply[:500])
             if "attachments" in expect:
-                got = [{"filename": a["filename"], "content_type": a["content_type"]} for a in message.attachments]
+                got = [{key: a[key] for key in want} for a, want in zip(message.attachments, expect["attachments"])]
                 assert got == expect["attachments"], name
+                assert len(message.attachments) == len(expect["attachments"]), name
                 assert all(a["size"] > 0 for a in message.attachments)
                 assert [a["index"] for a in message.attachments] == list(range(len(got)))
         else:
