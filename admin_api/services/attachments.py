@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import LargeBinary, bindparam, func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -35,10 +35,13 @@ from routing.attachments import (
 
 PUBLIC_FIELDS = ("index", "filename", "content_type", "size", "sha256", "inline", "content_id")
 
-_SLICE = (
-    select(func.substr(InboundMessage.raw, bindparam("offset") + 1, bindparam("length"), type_=LargeBinary))
-    .where(InboundMessage.id == bindparam("inbound_id"))
-)
+#: A range of the raw message, run on a plain driver connection (no SQLAlchemy transaction): on
+#: SQLite that is a WAL read that never takes the write lock (the engine's transactions begin
+#: IMMEDIATE), so a long download does not hold up intake; PostgreSQL reads a snapshot.
+_SLICE_SQL = {
+    "sqlite": "SELECT substr(raw, ?, ?) FROM inbound_messages WHERE id = ?",
+    "postgresql": "SELECT substring(raw FROM %s FOR %s) FROM inbound_messages WHERE id = %s",
+}
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def open_download(session: Session, *, ticket_id: int, message_id: int, index: i
         entry = locate(raw or b"", index) or entry
         if "location" not in entry:
             raise NotFound("attachment", index, field="index", message="the attachment is not in the raw message")
+    session.rollback()  # a read: end the request's transaction (on SQLite it holds the write lock)
     listed = public(entry, index)
     filename = safe_filename(listed["filename"], listed["content_type"])
     return Download(filename=filename, content_type=media_type(listed["content_type"]), size=listed["size"],
@@ -106,15 +110,22 @@ def open_download(session: Session, *, ticket_id: int, message_id: int, index: i
 
 
 def _chunks(engine: Engine, inbound_id: int, entry: dict) -> Iterator[bytes]:
-    """The file's bytes, read in ranges of the raw message on a connection of its own."""
-    with engine.connect() as conn:
+    """The file's bytes, read in ranges of the raw message on a driver connection of its own."""
+    sql = _SLICE_SQL["postgresql" if engine.dialect.name == "postgresql" else "sqlite"]
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+
         def read(offset: int, length: int) -> bytes:
-            value = conn.execute(_SLICE, {"offset": offset, "length": length, "inbound_id": inbound_id}).scalar()
-            return bytes(value or b"")
+            cursor.execute(sql, (offset + 1, length, inbound_id))
+            row = cursor.fetchone()
+            return bytes(row[0]) if row and row[0] is not None else b""
 
         # AttachmentUnreadable mid-stream propagates: the server then breaks the chunked response
         # off, so a client never takes a short file for a whole one
         yield from read_attachment(entry, read)
+    finally:
+        connection.close()  # back to the pool (rolled back)
 
 
 def portal_attachments(session: Session, ticket_ids: list[int]) -> dict[int, list[dict]]:
