@@ -463,16 +463,22 @@ class _Part:
         return "" if value is None else str(value)
 
     def encoding(self) -> str:
-        """The Content-Transfer-Encoding to undo: ``base64``, ``quoted-printable`` or '' (as is)."""
+        """The Content-Transfer-Encoding :meth:`payload` undoes: ``base64``, ``quoted-printable`` or ''."""
         cte = self.get("Content-Transfer-Encoding").strip().lower()
+        if cte == "base64" and self._mislabelled_base64(self.body):
+            return ""
         return cte if cte in ("base64", "quoted-printable") else ""
+
+    def _mislabelled_base64(self, body: bytes) -> bool:
+        """A text part declared base64 whose body is words with blanks between them."""
+        return self.ctype.startswith("text/") and (b" " in body or b"\t" in body) and bool(_SPACED_WORDS.search(body))
 
     def payload(self) -> bytes:
         """The body with its Content-Transfer-Encoding undone; never raises."""
         cte = self.get("Content-Transfer-Encoding").strip().lower()
         body = self.body
         if cte == "base64":
-            if self.ctype.startswith("text/") and (b" " in body or b"\t" in body) and _SPACED_WORDS.search(body):
+            if self._mislabelled_base64(body):
                 return body  # words with blanks between them: text mislabelled base64 (kept, as the stdlib does)
             try:
                 return binascii.a2b_base64(body)

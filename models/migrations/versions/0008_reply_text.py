@@ -1,7 +1,7 @@
 """ticket_messages.reply_text: the new part of a reply, without quoted history and signature
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05 00:50:00
 
 NULL means "the whole body_text" (mail that is not a reply, or where nothing was cut), so most
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import text
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
