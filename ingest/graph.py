@@ -42,17 +42,11 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from core.settings import Settings, get_settings
-from ingest.imap import (
-    BackgroundHandOver,
-    default_hand_over,
-    describe,
-    failure_delay,
-    record_auth_ok,
-    record_failure,
-)
+from ingest.handover import HandOver, enqueue_for_routing
+from ingest.imap import describe, failure_delay, record_auth_ok, record_failure
 from ingest.imap_lock import lock_for
 from ingest.imap_sync import CheckpointMoved, MailboxGone, header_message_id
-from ingest.store import inbound_values, insert_inbound_batch
+from ingest.store import inbound_values, insert_inbound
 from models import GraphMessage, InboundMessage, Mailbox
 from models.base import utcnow
 from models.db import get_engine, session_scope
@@ -433,9 +427,9 @@ def _commit_page(ctx: FolderSync, *, previous: str | None, following: str | None
         links = dict(row.graph_delta_links or {})
         if links.get(ctx.mailbox.folder) != previous:
             raise CheckpointMoved(f"mailbox {row.name!r}: the delta link moved under this poller")
-        ids = insert_inbound_batch(session, [
-            {**inbound_values(raw=f.raw, source=ctx.mailbox.source, message_id=f.message_id),
-             "envelope_from": f.sender}
+        ids = insert_inbound(session, [
+            inbound_values(raw=f.raw, source=ctx.mailbox.source, message_id=f.message_id,
+                           envelope_from=f.sender)
             for f in stored
         ])
         for item, inbound_id in zip(stored, ids):
@@ -463,7 +457,7 @@ class GraphPoller(threading.Thread):
     """The thread that keeps one Graph mailbox's folder taken in (see the module docstring)."""
 
     def __init__(self, mailbox: GraphMailbox, *, engine: Engine, settings: Settings,
-                 hand_over: Callable[[int], object] = default_hand_over) -> None:
+                 hand_over: Callable[[int], object] = enqueue_for_routing) -> None:
         super().__init__(name=f"graph-poller-{mailbox.name}", daemon=True)
         self.mailbox = mailbox
         self.engine = engine
@@ -567,7 +561,7 @@ class GraphService:
                  hand_over: Callable[[int], object] | None = None) -> None:
         self.settings = settings or get_settings()
         self.engine = engine or get_engine(self.settings.database_url)
-        self._background = BackgroundHandOver() if hand_over is None else None
+        self._background = HandOver(name="graph-hand-over") if hand_over is None else None
         self.hand_over = hand_over or self._background
         self.pollers: dict[int, GraphPoller] = {}
         self._fingerprints: dict[int, tuple] = {}
