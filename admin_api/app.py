@@ -29,7 +29,7 @@ from admin_api.routes import (
     tokens,
 )
 from admin_api.services.errors import Conflict, Invalid, NotFound
-from models.db import get_engine, session_factory
+from models.db import READ_ONLY_OPTION, get_engine, session_factory
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,13 @@ def create_app(*, engine: Engine | None = None, settings: Settings | None = None
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
-    # Reads (GET, HEAD) on PostgreSQL autocommit: see admin_api.deps.get_session.
+    # Reads (GET, HEAD) autocommit on PostgreSQL and take no write lock on SQLite: see
+    # admin_api.deps.get_session.
     app.state.read_sessionmaker = (
         session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         if engine.dialect.name == "postgresql"
+        else session_factory(engine.execution_options(**{READ_ONLY_OPTION: True}))
+        if engine.dialect.name == "sqlite"
         else None
     )
     app.state.readiness_checks = dict(READINESS_CHECKS)

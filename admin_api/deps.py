@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from admin_api.services import tokens as token_service
@@ -35,6 +36,10 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     ROLLBACK at the end (two round trips), and with them the thread-pool hop for closing: psycopg
     sends nothing when an idle autocommit connection goes back to the pool. A token's last use
     (written at most once a minute) commits on its own.
+
+    Reads on SQLite use a deferred ``BEGIN`` (a WAL read snapshot) instead of the ``BEGIN
+    IMMEDIATE`` of every other transaction, so a read never waits for, nor holds up, a writer
+    such as the SMTP intake or an import. Its close is a ROLLBACK, so it runs in the thread pool.
     """
     read_sessionmaker = request.app.state.read_sessionmaker
     if read_sessionmaker is not None and request.method in READ_METHODS:
@@ -42,7 +47,10 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         try:
             yield session
         finally:
-            session.close()  # autocommit: nothing to roll back, no I/O
+            if request.app.state.engine.dialect.name == "sqlite":
+                await run_in_threadpool(session.close)
+            else:
+                session.close()  # autocommit: nothing to roll back, no I/O
         return
     session = request.app.state.sessionmaker()
     try:
@@ -96,7 +104,12 @@ def current_caller(
         session.rollback()
         raise _unauthorized("invalid or revoked token")
     if token.touched:
-        session.commit()  # the token's last use (at most once a minute) or its registration
+        try:
+            session.commit()  # the token's last use (at most once a minute) or its registration
+        except OperationalError:
+            # Bookkeeping only: a busy database (SQLite's write lock taken by a writer while this
+            # read held a snapshot) must not fail the request; the next use writes it.
+            session.rollback()
     return Caller(token_id=token.id, name=token.name, role=token.role)
 
 

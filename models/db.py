@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -21,6 +21,10 @@ _engines: dict[str, Engine] = {}
 def _lower(value):
     """Unicode lower-case for SQLite's ``lower()``; NULL and non-text pass through."""
     return value.lower() if isinstance(value, str) else value
+
+
+# Execution option of a connection that only reads (see ``read_snapshot``).
+READ_ONLY_OPTION = "ticketpost_read_only"
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -55,7 +59,10 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get(READ_ONLY_OPTION):
+                conn.exec_driver_sql("BEGIN")  # deferred: a WAL read snapshot, no write lock
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if "poolclass" not in kwargs:
@@ -90,6 +97,25 @@ def _drop_if_server_hung_up(dbapi_connection, _record, _proxy) -> None:
         raise exc.DisconnectionError(f"the connection is unusable: {error}") from error
     if readable:
         raise exc.DisconnectionError("the server sent something to an idle connection (restart or termination)")
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection in one read-only transaction that sees one consistent state of the data.
+
+    For long reads (exports) that must never hold up writers: on SQLite a deferred ``BEGIN``
+    (a WAL read snapshot, never the write lock that every other transaction here takes up front
+    with ``BEGIN IMMEDIATE``), on PostgreSQL ``REPEATABLE READ READ ONLY`` (one snapshot for all
+    statements). Only read through it.
+    """
+    if engine.dialect.name == "sqlite":
+        options = {READ_ONLY_OPTION: True}
+    else:
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect() as conn:
+        conn = conn.execution_options(**options)
+        with conn.begin():
+            yield conn
 
 
 def get_engine(url: str | None = None) -> Engine:

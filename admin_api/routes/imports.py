@@ -8,6 +8,7 @@ applied and ``errors`` lists every bad row by file line and column.
 
 from __future__ import annotations
 
+import io
 import tempfile
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 
 from admin_api.deps import AdminRole, AnyRole, SessionDep
 from admin_api.routes.responses import responses
-from admin_api.services.exports import export_csv
+from admin_api.services.exports import write_export
 from admin_api.services.import_templates import template_csv
 from admin_api.services.imports import import_file
 
@@ -69,11 +70,9 @@ _IMPORT_BODY = {
 }
 
 
-def _csv_download(content, filename: str) -> Response:
+def _csv_download(content: str, filename: str) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    if isinstance(content, str):
-        return Response(content, media_type=CSV_MEDIA_TYPE, headers=headers)
-    return StreamingResponse(content, media_type=CSV_MEDIA_TYPE, headers=headers)
+    return Response(content, media_type=CSV_MEDIA_TYPE, headers=headers)
 
 
 def _template_route(kind: str) -> None:
@@ -84,12 +83,37 @@ def _template_route(kind: str) -> None:
         return _csv_download(template_csv(kind), f"{kind}.csv")
 
 
+def _spooled_export(engine, kind: str):
+    """The whole export in a spooled file (memory, then disk), rewound; raises when it failed."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the response
+    try:
+        text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
+        write_export(engine=engine, kind=kind, out=text)
+        text.detach()
+        size = spool.tell()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, size
+
+
 def _export_route(kind: str) -> None:
     @router.get(f"/exports/{kind}.csv", response_class=Response, responses=_CSV_RESPONSE,
                 name=f"export_{kind}", summary=f"all {kind} as CSV in import template form")
-    def export(request: Request, _: AnyRole) -> Response:
-        chunks = export_csv(engine=request.app.state.engine, kind=kind)
-        return _csv_download(chunks, f"{kind}.csv")
+    async def export(request: Request, _: AnyRole) -> Response:
+        # Built completely before answering: a failure is an error answer (503), never a 200
+        # with a cut-off file, and the Content-Length lets any client see a truncated transfer.
+        spool, size = await run_in_threadpool(_spooled_export, request.app.state.engine, kind)
+
+        def chunks():
+            with spool:
+                while block := spool.read(READ_CHUNK):
+                    yield block
+
+        headers = {"Content-Disposition": f'attachment; filename="{kind}.csv"',
+                   "Content-Length": str(size)}
+        return StreamingResponse(chunks(), media_type=CSV_MEDIA_TYPE, headers=headers)
 
 
 async def _uploaded_file(request: Request):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from typing import TextIO
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection, Engine
@@ -27,6 +28,7 @@ from admin_api.services.import_templates import (
     get_template,
 )
 from models import Client, ClientDomain, Contact, Sla, ThresholdProfile
+from models.db import read_snapshot
 
 clients = Client.__table__
 client_domains = ClientDomain.__table__
@@ -118,26 +120,29 @@ def _contact_rows(conn: Connection) -> Iterator[list[list[object]]]:
 def export_csv(*, engine: Engine, kind: str) -> Iterator[str]:
     """The ``kind`` export (clients or contacts) as CSV text, chunk by chunk, header first.
 
-    The generator opens its own connection (so it can outlive a request's session); KeyError is
-    raised for an unknown ``kind`` before anything is read.
+    The rows come from one read-only snapshot (``models.db.read_snapshot``): an export never
+    takes SQLite's write lock, so mail keeps being stored while it runs, and on PostgreSQL all
+    chunks see the same moment. The generator opens its own connection (so it can outlive a
+    request's session); KeyError is raised for an unknown ``kind`` before anything is read.
     """
     template = get_template(kind)
     pages = _client_rows if kind == "clients" else _contact_rows
 
     def generate() -> Iterator[str]:
         yield _csv_lines([list(template.names)])
-        with engine.connect() as conn:
+        with read_snapshot(engine) as conn:
             for rows in pages(conn):
                 yield _csv_lines(rows)
 
     return generate()
 
 
-def export_clients(*, engine: Engine) -> Iterator[str]:
-    """clients.csv in template form; see ``export_csv``."""
-    return export_csv(engine=engine, kind="clients")
+def write_export(*, engine: Engine, kind: str, out: TextIO) -> None:
+    """Write the whole ``kind`` export to ``out``; raises (and ``out`` is incomplete) on failure.
 
+    The HTTP route writes it to a spooled file first and answers only once it is complete, so a
+    failed export is an error answer, never a 200 with a cut-off file.
+    """
+    for chunk in export_csv(engine=engine, kind=kind):
+        out.write(chunk)
 
-def export_contacts(*, engine: Engine) -> Iterator[str]:
-    """contacts.csv in template form; see ``export_csv``."""
-    return export_csv(engine=engine, kind="contacts")

@@ -16,15 +16,33 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from admin_api.services.exports import export_csv
+    import os
+    import tempfile
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from admin_api.services.exports import write_export
     from models.db import get_engine
 
-    chunks = export_csv(engine=get_engine(), kind=args.kind)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            out.writelines(chunks)
-    else:
-        for chunk in chunks:
-            sys.stdout.write(chunk)
-        sys.stdout.flush()
+    try:
+        if args.output:
+            # Written beside the target and renamed when complete: a failed export leaves no
+            # file that looks like a whole one.
+            folder = os.path.dirname(os.path.abspath(args.output))
+            with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=folder,
+                                             prefix=".export-", suffix=".csv", delete=False) as out:
+                try:
+                    write_export(engine=get_engine(), kind=args.kind, out=out)
+                except BaseException:
+                    out.close()
+                    os.unlink(out.name)
+                    raise
+            os.replace(out.name, args.output)
+        else:
+            write_export(engine=get_engine(), kind=args.kind, out=sys.stdout)
+            sys.stdout.flush()
+    except SQLAlchemyError as exc:
+        print(f"ticketpost export: the export failed and is incomplete: {type(exc).__name__}: "
+              f"{str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     return 0
