@@ -1,7 +1,8 @@
 """Real mail nobody here wrote (``../shared/corpora``) routes as each folder's README asks, on both databases.
 
-Every file of a folder is stored and routed through the real pipeline, as a forwarding support
-mailbox or an IMAP poll delivers it (envelope sender of the forwarder, never ``<>``), with one
+Every file of a folder is stored and routed through the real pipeline as an IMAP poll of the
+support mailbox stores it (no envelope at all: only the message can tell what it is; the SMTP
+path with a forwarder's envelope sender is tests/ingest/test_smtp_corpora.py), with one
 client owning the domains of the folder's From addresses: a bounce or automatic reply that slipped
 through would open a ticket, not merely land in triage. What routing decided is compared with an
 independent reading of each file by the standard library (tests.corpora.folder_problems):
@@ -22,7 +23,6 @@ from ingest.store import store_inbound
 from routing.pipeline import route_inbound
 from tests.corpora import (
     FOLDERS,
-    FORWARDER,
     Routed,
     corpus_files,
     delivered_bytes,
@@ -41,7 +41,7 @@ def test_every_corpus_mail_routes_as_its_folder_asks(engine, folder):
     settings = Settings()
     routed, crashes = {}, {}
     for name, raw in raws.items():  # one database per folder, store and route in a loop
-        inbound_id = store_inbound(raw=raw, source="imap:support", envelope_from=FORWARDER, engine=engine)
+        inbound_id = store_inbound(raw=raw, source="imap:support", engine=engine)
         try:
             result = route_inbound(inbound_id, engine=engine, settings=settings)
         except Exception as exc:  # noqa: BLE001 - a crash is a finding, listed with the others
