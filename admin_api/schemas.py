@@ -30,8 +30,11 @@ from admin_api.services.attachments import public_list
 from models import (
     CONTRACT_TYPES,
     INBOUND_STATUSES,
+    OUTBOX_KINDS,
+    OUTBOX_STATUSES,
     OUTCOMES,
     ROLES,
+    TEMPLATE_KINDS,
     TICKET_CHANNELS,
     TICKET_STATUSES,
 )
@@ -126,6 +129,7 @@ class ClientCreate(ClientFields):
     name: Name
     tickets_only_by_primary_contact: bool = False
     require_authenticated_sender: bool = False
+    send_acknowledgements: bool = Field(True, description="acknowledge new tickets by mail (when outbound mail is configured)")
     domains: list[DomainText] = Field(default_factory=list, max_length=200)
     allow_public_domain: bool = Field(
         False, description="accept public mail providers such as gmail.com among `domains`"
@@ -136,6 +140,7 @@ class ClientUpdate(ClientFields):
     name: Name | None = None
     tickets_only_by_primary_contact: bool | None = None
     require_authenticated_sender: bool | None = None
+    send_acknowledgements: bool | None = None
     domains: list[DomainText] | None = Field(
         None, max_length=200, description="when given, replaces the client's domains"
     )
@@ -159,6 +164,7 @@ class ClientOut(Output):
     notes: str | None
     tickets_only_by_primary_contact: bool
     require_authenticated_sender: bool
+    send_acknowledgements: bool
     sla_id: int | None
     threshold_profile_id: int | None
     created_at: datetime
@@ -700,3 +706,44 @@ class TokenOut(Output):
 
 class TokenCreated(TokenOut):
     token: str = Field(description="the bearer token; shown only in this response, never again")
+
+
+# --- outbox and templates ------------------------------------------------------------------------
+
+OutboxKind = Literal[OUTBOX_KINDS]  # type: ignore[valid-type]
+OutboxStatus = Literal[OUTBOX_STATUSES]  # type: ignore[valid-type]
+TemplateKind = Literal[TEMPLATE_KINDS]  # type: ignore[valid-type]
+
+
+class OutboxOut(Output):
+    """One outbound message (SPEC §10): what it is, to whom, how far it got, why it failed."""
+
+    id: int
+    kind: str
+    status: str
+    recipient: str | None
+    ticket_id: int | None
+    inbound_id: int | None
+    client_id: int | None
+    message_id: str | None
+    attempts: int
+    reason: str | None
+    last_status_code: int | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class TemplateIn(Input):
+    subject: Str(2000, min_length=1, strip=False)
+    body_text: Str(50000, min_length=1, strip=False)
+    body_html: Str(50000, strip=False) | None = None
+
+
+class TemplateOut(BaseModel):
+    kind: str
+    client_id: int
+    subject: str
+    body_text: str
+    body_html: str | None
+    is_default: bool = Field(description="true: the installation default (the client has no override)")

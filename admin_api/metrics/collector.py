@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from core.telemetry import get_event_store
+from models import OUTBOX_KINDS, OUTBOX_STATUSES
 from routing.queues import QUEUE_STATES
 from admin_api.metrics.snapshot import Snapshot, take_snapshot
 
@@ -33,6 +34,8 @@ STATE_METRICS = (
     "ticketpost_mailbox_consecutive_failures",
     "ticketpost_mailbox_backlog",
     "ticketpost_mailbox_auth_failed",
+    "ticketpost_outbox_messages",
+    "ticketpost_outbox_oldest_pending_age_seconds",
 )
 
 
@@ -68,6 +71,7 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
             value=snap.oldest_unrouted_age_s,
         )
         yield from _mailbox_metrics(snap)
+        yield from _outbox_metrics(snap)
 
     if snap.broker_error is None:
         queue = GaugeMetricFamily(
@@ -116,6 +120,25 @@ def _mailbox_metrics(snap: Snapshot) -> Iterator[Metric]:
         failures.add_metric([m.name], m.consecutive_failures)
         backlog.add_metric([m.name], m.backlog)
     yield from (enabled, last_ok, failures, backlog, auth_failed)
+
+
+def _outbox_metrics(snap: Snapshot) -> Iterator[Metric]:
+    messages = GaugeMetricFamily(
+        "ticketpost_outbox_messages",
+        "Outbox rows (acknowledgements, notices, webhooks) by kind and status (pending, sent,"
+        " failed); read from the database at scrape time.",
+        labels=("kind", "status"),
+    )
+    seen = {(c.kind, c.status): c.count for c in snap.outbox}
+    for kind in OUTBOX_KINDS:
+        for status in OUTBOX_STATUSES:
+            messages.add_metric([kind, status], seen.get((kind, status), 0))
+    yield messages
+    yield GaugeMetricFamily(
+        "ticketpost_outbox_oldest_pending_age_seconds",
+        "Age of the oldest outbox row not sent yet; 0 when none waits. Growing = the outbox is stuck.",
+        value=snap.oldest_pending_outbox_age_s,
+    )
 
 
 class TicketpostCollector(Collector):

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from admin_api.services.mailboxes import mailbox_health as health_word
-from models import InboundMessage, Mailbox
+from models import InboundMessage, Mailbox, OutboxItem
 from routing.queues import BrokerUnavailable, QueueDepth, queue_depths
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,15 @@ class MailboxHealth:
     auth_error: str | None = None  # set while the provider refuses the credentials (auth_failed)
 
 
+@dataclass(frozen=True)
+class OutboxCount:
+    """How many outbox rows share one kind and status."""
+
+    kind: str
+    status: str
+    count: int
+
+
 @dataclass
 class Snapshot:
     """Everything an operator looks at, taken at ``taken_at``."""
@@ -57,6 +66,8 @@ class Snapshot:
     oldest_unrouted_at: datetime | None = None
     mailboxes: list[MailboxHealth] = field(default_factory=list)
     queues: list[QueueDepth] = field(default_factory=list)
+    outbox: list[OutboxCount] = field(default_factory=list)
+    oldest_pending_outbox_at: datetime | None = None
     database_error: str | None = None
     broker_error: str | None = None
 
@@ -66,6 +77,13 @@ class Snapshot:
         if self.oldest_unrouted_at is None:
             return 0.0
         return max(0.0, (self.taken_at - self.oldest_unrouted_at).total_seconds())
+
+    @property
+    def oldest_pending_outbox_age_s(self) -> float:
+        """Seconds since the oldest outbox row still waiting to be sent was written (0 when none)."""
+        if self.oldest_pending_outbox_at is None:
+            return 0.0
+        return max(0.0, (self.taken_at - self.oldest_pending_outbox_at).total_seconds())
 
     @property
     def unrouted(self) -> int:
@@ -85,6 +103,8 @@ class Snapshot:
         data["taken_at"] = _iso(self.taken_at)
         data["oldest_unrouted_at"] = _iso(self.oldest_unrouted_at)
         data["oldest_unrouted_age_s"] = round(self.oldest_unrouted_age_s, 3)
+        data["oldest_pending_outbox_at"] = _iso(self.oldest_pending_outbox_at)
+        data["oldest_pending_outbox_age_s"] = round(self.oldest_pending_outbox_age_s, 3)
         data["unrouted"] = self.unrouted
         data["inbound_by_outcome"] = self.counts_by_outcome()
         for mailbox, health in zip(data["mailboxes"], self.mailboxes):
@@ -128,6 +148,18 @@ def oldest_unrouted_at(engine: Engine) -> datetime | None:
     if isinstance(value, str):  # SQLite returns MIN() of a DateTime column as text
         value = datetime.fromisoformat(value)
     return _aware(value)
+
+
+def outbox_counts(engine: Engine) -> tuple[list[OutboxCount], datetime | None]:
+    """Outbox rows by kind and status, and when the oldest pending one was written."""
+    o = OutboxItem
+    with engine.connect() as conn:
+        counts = [OutboxCount(k, s, int(n)) for k, s, n in conn.execute(
+            select(o.kind, o.status, func.count()).group_by(o.kind, o.status).order_by(o.kind, o.status))]
+        oldest = conn.execute(select(func.min(o.created_at)).where(o.status == "pending")).scalar()
+    if isinstance(oldest, str):  # SQLite returns MIN() of a DateTime column as text
+        oldest = datetime.fromisoformat(oldest)
+    return counts, _aware(oldest)
 
 
 def mailbox_health(
@@ -176,6 +208,7 @@ def take_snapshot(*, engine: Engine, settings=None, broker=None) -> Snapshot:
         snap.inbound = inbound_counts(engine)
         snap.oldest_unrouted_at = oldest_unrouted_at(engine)
         snap.mailboxes = mailbox_health(engine, snap.inbound)
+        snap.outbox, snap.oldest_pending_outbox_at = outbox_counts(engine)
         snap.taken_at = datetime.now(timezone.utc)
     except Exception as exc:  # noqa: BLE001 - report, never crash the scrape
         log.warning("metrics: database not readable: %s", exc)

@@ -27,9 +27,9 @@ from models import Client, ClientDomain, Contact, Sla, ThresholdProfile, Ticket,
 CLIENT_FIELDS = (
     "name", "rank", "business_id", "phone", "fax", "address", "city", "state", "zip_code",
     "country", "notes", "tickets_only_by_primary_contact", "require_authenticated_sender",
-    "sla_id", "threshold_profile_id",
+    "send_acknowledgements", "sla_id", "threshold_profile_id",
 )
-_NOT_NULL = ("name", "tickets_only_by_primary_contact", "require_authenticated_sender")
+_NOT_NULL = ("name", "tickets_only_by_primary_contact", "require_authenticated_sender", "send_acknowledgements")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ def create_client(
     client = Client(**{k: v for k, v in values.items()})
     client.tickets_only_by_primary_contact = bool(values.get("tickets_only_by_primary_contact", False))
     client.require_authenticated_sender = bool(values.get("require_authenticated_sender", False))
+    client.send_acknowledgements = bool(values.get("send_acknowledgements", True))
     client.domains = []
     session.add(client)
     session.flush()

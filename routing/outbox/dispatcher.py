@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from models import OutboxItem, utcnow
 from models.base import UTCDateTime
+from routing.broker import get_broker
 from routing.outbox.compose import compose, load_values
 from routing.outbox.transport import SendFailed, get_transport
 
@@ -256,6 +257,7 @@ send_outbox = dramatiq.actor(
 def hand_over(*, inbound_id: int | None = None, ids: list[int] | None = None) -> bool:
     """Ask the dispatcher to send now (after the commit that wrote the rows); never raises."""
     try:
+        get_broker()  # set up (and bind the actors) in a process that has not yet
         send_outbox.send(ids, inbound_id)
         return True
     except Exception as exc:  # noqa: BLE001 - the poller sends them later

@@ -126,8 +126,9 @@ def test_status_reads_the_queue_and_workers_of_the_running_ticketpost_up(embedde
     status = json.loads(result.stdout)
     assert status["queue_source"] == f"http://127.0.0.1:{api_port}/metrics"
     assert status["workers"] == 1
-    assert status["queues"] == [
-        {"queue": "inbound", "ready": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0}
+    assert status["queues"] == [  # routing's queue and the outbox dispatcher's
+        {"queue": "inbound", "ready": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0},
+        {"queue": "outbox", "ready": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0},
     ]
     assert status["inbound_by_outcome"] == {"rejected_unknown_sender": 1, "ticket_created": 3}
 
