@@ -56,6 +56,7 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):
         import asyncio
 
+        self.sink.in_data.set()
         while self.sink.hold.is_set():
             await asyncio.sleep(0.05)
         received = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content),
@@ -75,7 +76,8 @@ class SmtpSink:
         self.messages: list[Received] = []
         self.auth_attempts: list[tuple[bool, str]] = []  # (over TLS?, user)
         self.refuse: set[str] = set()
-        self.hold = threading.Event()
+        self.hold = threading.Event()  # while set, DATA is received but not answered
+        self.in_data = threading.Event()  # set when a session reached the end of DATA
         self.spool = spool
         self._controller: Controller | None = None
         self._lock = threading.Lock()
