@@ -25,6 +25,8 @@ from models.db import get_engine
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import RoutingStop
+from routing.outbox.answer import Answer, plan_answer, write_answer
+from routing.outbox.dispatcher import hand_over
 from routing.prepared import Prepared
 from routing.records import InboundRow, TicketRow, columns, take
 from routing.tickets import NEW_TICKET_NUMBER, insert_ticket, new_ticket_insert
@@ -144,6 +146,7 @@ class RouteResult:
     contact_id: int | None = None
     ticket_id: int | None = None
     ticket_number: int | None = None
+    answered: bool = False  # an acknowledgement or notice was written to the outbox with it
 
 
 def _settings(settings):
@@ -191,6 +194,8 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
         ctx.flush()
         db.commit()
         _observe(result.outcome, inbound.source, time.perf_counter() - started)
+        if result.answered:
+            hand_over(inbound_id=inbound_id)  # the dispatcher sends it now (else its poller, soon)
         return result
     except IntegrityError:
         # Another delivery of the same id won the race to the ticket message: return its result.
@@ -224,6 +229,7 @@ def _run(ctx: RoutingContext) -> RouteResult:
         ctx.outcome, ctx.reason = stop.outcome, stop.reason
         ctx.explain(getattr(stop, "step", None) or name, stop.reason)
     written = ctx.outcome in ("ticket_created", "ticket_updated", "triaged")
+    answer = plan_answer(ctx)  # the acknowledgement or notice, if any (explained either way)
     return record_outcome(
         ctx.db,
         ctx.inbound,
@@ -242,6 +248,7 @@ def _run(ctx: RoutingContext) -> RouteResult:
         message_id=ctx.message_id or None,
         subject=ctx.mail.subject if ctx.mail is not None else None,
         sender_email=ctx.sender_email or _claimed_sender(ctx),
+        answer=answer,
     )
 
 
@@ -274,6 +281,7 @@ def record_outcome(
     message_id: str | None = None,
     subject: str | None = None,
     sender_email: str | None = None,
+    answer: Answer | None = None,
 ) -> RouteResult:
     """THE place an inbound message's outcome is recorded (in ``db``'s transaction) and logged.
 
@@ -283,7 +291,8 @@ def record_outcome(
     ``ticket_status`` (None = unchanged). A ``new_ticket`` (routing.tickets.ticket_values) is
     opened here too: ``reason`` and ``explanation`` name it as :data:`NEW_TICKET_NUMBER` and
     ``message`` has no ticket_id yet. On PostgreSQL that is one statement. ``inbound`` is only
-    read (its id). The caller commits, then counts the outcome with :func:`_observe`.
+    read (its id). An ``answer`` (routing.outbox.answer) is written with it: the outbox row, in
+    the same transaction. The caller commits, then counts the outcome with :func:`_observe`.
     """
     values = {
         "attempts": attempts,
@@ -324,6 +333,8 @@ def record_outcome(
         if touch:
             _TOUCH_TICKET.rows(db, params)
         _RECORD.rows(db, params)
+    if answer is not None:
+        write_answer(db, answer, inbound_id=inbound.id, ticket_id=values["ticket_id"])
     log.info(
         "inbound %s: %s (%s)", inbound.id, outcome, values["reason"],
         extra={"inbound_id": inbound.id, "outcome": outcome},
@@ -337,6 +348,7 @@ def record_outcome(
         contact_id=contact_id,
         ticket_id=values["ticket_id"],
         ticket_number=values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None,
+        answered=answer is not None,
     )
 
 

@@ -127,11 +127,17 @@ class SmtpSink:
         raise AssertionError(f"the sink got {len(self.messages)} messages, not {count}, in {timeout} s")
 
 
-def main() -> None:  # pragma: no cover - run as a process by tests
+def main() -> None:  # pragma: no cover - run as a process by tests and bench.outbox
+    """``python -m tests.outbox.sink DIR PORT [--count-only]``: spool to DIR/spool, or only count."""
     directory, port = Path(sys.argv[1]), int(sys.argv[2])
-    spool = directory / "spool"
-    spool.mkdir(exist_ok=True)
-    sink = SmtpSink(directory, port=port, spool=spool).start()
+    spool = None
+    if "--count-only" not in sys.argv:
+        spool = directory / "spool"
+        spool.mkdir(exist_ok=True)
+    sink = SmtpSink(directory, port=port, spool=spool)
+    if spool is None:  # keep nothing in memory either
+        sink.accept = lambda received: None
+    sink.start()
     print(json.dumps({"port": sink.port, "cert": str(sink.cert)}), flush=True)
     threading.Event().wait()
 
