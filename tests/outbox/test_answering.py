@@ -262,3 +262,52 @@ def test_without_outbound_url_nothing_is_queued_or_explained(start_stack, databa
     row = routed(stack.engine, message_id)
     assert row.outcome == "ticket_created" and decisions(row) == []
     assert outbox(stack.engine) == []
+
+
+def test_sink_down_retries_then_failed_then_an_api_retry_sends_it_with_the_same_message_id(answering, sink):
+    import warnings
+
+    from admin_api.app import create_app
+    from routing.outbox.dispatcher import OutboxPoller
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    stack = answering(outbox_max_attempts=3, outbox_min_backoff_s=0.05, outbox_poll_interval_s=0.05,
+                      admin_token="outbox-admin")
+    poller = OutboxPoller(engine=stack.engine, settings=stack.settings)
+    poller.start()
+    try:
+        sink.stop()
+        message_id, data = mail("alice@acme.example", "Mail server test")
+        deliver(stack, "alice@acme.example", data)
+        row = routed(stack.engine, message_id)
+        assert row.outcome == "ticket_created"  # routing never waits for, or fails with, the answer
+
+        def failed() -> bool:
+            items = outbox(stack.engine)
+            return bool(items) and items[0].status == "failed"
+
+        wait_until(failed, timeout=30, what="the acknowledgement to give up")
+        (item,) = outbox(stack.engine)
+        assert item.attempts == 3 and item.reason.startswith("gave up after 3 attempts: cannot connect to 127.0.0.1")
+
+        sink.start()  # the mail server is back, on the same port
+        with TestClient(create_app(engine=stack.engine, settings=stack.settings)) as api:
+            headers = {"Authorization": "Bearer outbox-admin"}
+            listed = api.get("/api/v1/outbox?status=failed", headers=headers).json()
+            assert [i["id"] for i in listed["items"]] == [item.id] and listed["items"][0]["reason"] == item.reason
+            response = api.post(f"/api/v1/outbox/{item.id}/retry", headers=headers)
+            assert response.status_code == 202, response.text
+            (got,) = sink.wait_for(1)
+
+            def sent() -> bool:
+                return outbox(stack.engine)[0].status == "sent"
+
+            wait_until(sent, timeout=10, what="the retried row to be recorded as sent")
+            shown = api.get(f"/api/v1/outbox?ticket_id={row.ticket_id}", headers=headers).json()["items"][0]
+        assert got.message["Message-ID"] == f"<{item.message_id}>" and shown["message_id"] == item.message_id
+        assert shown["status"] == "sent" and shown["attempts"] == 1
+    finally:
+        poller.stop()
