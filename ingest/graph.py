@@ -13,20 +13,23 @@ as IMAP, so one poller per mailbox across processes and machines) and every
    ``graph_messages`` row per Graph id (unique per mailbox), and the page's ``@odata.nextLink`` or
    final ``@odata.deltaLink`` as the folder's link, compare-and-set against the link the page
    came from → hand the ids to routing → mark read (``PATCH {"isRead": true}``) or move to
-   ``processed_folder`` → ``graph_messages.acked``. A restart resumes from the committed link.
+   ``processed_folder``, batched the same way → ``graph_messages.acked``. A restart resumes from the committed link.
 
 De-duplication: a Graph id already in ``graph_messages`` is skipped (marking a message read
 makes it show up again in the next delta round as a change); so is a message whose Message-ID and
 sender this mailbox already stored (a full resync after the link expired: ``410 Gone`` drops the
 link and starts over). ``429`` and ``503`` wait for ``Retry-After`` (seconds, or an HTTP date;
-``TICKETPOST_GRAPH_POLL_SECONDS`` when absent) and try the same request again. ``401`` gets a
+``TICKETPOST_GRAPH_POLL_SECONDS`` when absent) and try the same request again (inside a batch:
+only the throttled requests of it). ``401`` gets a
 fresh token once; a token the provider refuses puts the mailbox in health ``auth_failed``
 (``models.oauth2``), with the same backoff as IMAP.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import json
 import logging
 import threading
 import time
@@ -55,8 +58,10 @@ from models.oauth2 import AuthFailed, access_token
 
 log = logging.getLogger(__name__)
 
-#: Parallel downloads of ``$value`` (and PATCHes) per page: Graph answers each in tens of ms.
+#: JSON batches in flight at once per page (downloads, or marking read).
 FETCH_THREADS = 4
+#: Requests per JSON batch (Graph's limit is 20).
+BATCH_SIZE = 20
 #: Tries of one request answered 429/503 before the pass gives up (and backs off).
 MAX_THROTTLED_TRIES = 8
 SELECT = "id,internetMessageId,from,receivedDateTime"
@@ -186,9 +191,50 @@ class GraphClient:
             raise GraphError(response.status_code, code, message)
 
 
+    def batch(self, requests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Send up to ``BATCH_SIZE`` requests as one JSON batch (``POST /v1.0/$batch``); return
+        each answer by its ``id``. Answers 429/503 are sent again (only those) after their
+        ``Retry-After``; the others are returned as they are (status, headers, body)."""
+        answers: dict[str, dict[str, Any]] = {}
+        pending = list(requests)
+        tries = 0
+        while pending:
+            response = self.request("POST", f"{self.mailbox.base_url}/v1.0/$batch",
+                                    json={"requests": pending})
+            retry, delay = [], 0.0
+            by_id = {r["id"]: r for r in pending}
+            for answer in response.json().get("responses", []):
+                if answer.get("status") in (429, 503) and tries < MAX_THROTTLED_TRIES:
+                    retry.append(by_id[answer["id"]])
+                    delay = max(delay, retry_after_value(
+                        _header(answer, "Retry-After"), default=self.settings.graph_poll_seconds))
+                else:
+                    answers[answer["id"]] = answer
+            if retry:
+                if self.should_stop():
+                    raise GraphError(429, "TooManyRequests", "stopping while throttled")
+                tries += 1
+                self.throttled += 1
+                self.wait(delay)
+            pending = retry
+        return answers
+
+
+def _header(answer: dict[str, Any], name: str) -> str | None:
+    for key, value in (answer.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
 def retry_after(response: httpx.Response, *, default: float) -> float:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), at most 10 min."""
-    value = (response.headers.get("Retry-After") or "").strip()
+    """Seconds to wait from a response's ``Retry-After`` header (see ``retry_after_value``)."""
+    return retry_after_value(response.headers.get("Retry-After"), default=default)
+
+
+def retry_after_value(value: str | None, *, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP date), at most 10 min."""
+    value = (value or "").strip()
     if not value:
         return default
     try:
@@ -319,24 +365,31 @@ STEPS: tuple[Callable[[FolderSync], None], ...] = (
 
 
 def acknowledge(ctx: FolderSync, graph_ids: list[str]) -> None:
-    """Mark read (or move) each message, then record it as acknowledged (one UPDATE)."""
+    """Mark read (or move) the messages, ``BATCH_SIZE`` per JSON batch, then record them as
+    acknowledged (one UPDATE). A message gone meanwhile (404) needs nothing more."""
     if not graph_ids:
         return
     target = ctx.mailbox.move_to
+    path = f"/users/{quote(ctx.mailbox.user, safe='@')}/messages"
 
-    def one(graph_id: str) -> str:
-        url = f"{ctx.mailbox.api}/messages/{quote(graph_id, safe='')}"
-        try:
-            if target is None:
-                ctx.client.request("PATCH", url, json={"isRead": True})
-            else:
-                ctx.client.request("POST", f"{url}/move", json={"destinationId": target})
-        except GraphError as exc:
-            if exc.status != 404:  # gone already (deleted, moved by a person): nothing to do
-                raise
-        return graph_id
+    def request(graph_id: str) -> dict[str, Any]:
+        url = f"{path}/{quote(graph_id, safe='')}"
+        if target is None:
+            return {"id": graph_id, "method": "PATCH", "url": url, "body": {"isRead": True},
+                    "headers": {"Content-Type": "application/json"}}
+        return {"id": graph_id, "method": "POST", "url": f"{url}/move",
+                "body": {"destinationId": target}, "headers": {"Content-Type": "application/json"}}
 
-    done = list(ctx.pool.map(one, graph_ids))
+    def one_batch(ids: list[str]) -> list[str]:
+        answers = ctx.client.batch([request(i) for i in ids])
+        for graph_id in ids:
+            answer = answers.get(graph_id) or {"status": 0}
+            if not (200 <= answer["status"] < 300 or answer["status"] == 404):
+                code, message = _batch_error(answer)
+                raise GraphError(answer["status"], code, f"marking {graph_id} read: {message}")
+        return ids
+
+    done = [i for ids in ctx.pool.map(one_batch, _chunks(graph_ids)) for i in ids]
     with session_scope(ctx.engine) as session:
         session.execute(
             update(GraphMessage)
@@ -397,20 +450,40 @@ def _skip_known(ctx: FolderSync, found: list[Found]) -> None:
 
 
 def _download(ctx: FolderSync, items: list[Found]) -> None:
-    """GET ``/messages/{id}/$value`` of each message, a few at a time."""
+    """The raw MIME (``/messages/{id}/$value``) of each message, ``BATCH_SIZE`` per JSON batch
+    (a batch answers a non-JSON body base64-encoded), a few batches at a time."""
+    path = f"/users/{quote(ctx.mailbox.user, safe='@')}/messages"
 
-    def one(item: Found) -> None:
-        url = f"{ctx.mailbox.api}/messages/{quote(item.graph_id, safe='')}/$value"
-        try:
-            item.raw = ctx.client.request("GET", url).content
-        except GraphError as exc:
-            if exc.status != 404:
-                raise
-            item.duplicate = True  # deleted between the delta page and the download
-        if item.raw is not None and item.message_id is None:
-            item.message_id = header_message_id(item.raw)
+    def one_batch(chunk: list[Found]) -> None:
+        answers = ctx.client.batch([
+            {"id": item.graph_id, "method": "GET",
+             "url": f"{path}/{quote(item.graph_id, safe='')}/$value"} for item in chunk
+        ])
+        for item in chunk:
+            answer = answers.get(item.graph_id) or {"status": 0}
+            if answer["status"] == 404:
+                item.duplicate = True  # deleted between the delta page and the download
+                continue
+            if answer["status"] != 200:
+                code, message = _batch_error(answer)
+                raise GraphError(answer["status"], code, f"downloading {item.graph_id}: {message}")
+            body = answer.get("body")
+            item.raw = base64.b64decode(body) if isinstance(body, str) else \
+                json.dumps(body).encode()
+            if item.message_id is None:
+                item.message_id = header_message_id(item.raw)
 
-    list(ctx.pool.map(one, items))
+    list(ctx.pool.map(one_batch, _chunks(items)))
+
+
+def _chunks(items: list) -> list[list]:
+    return [items[i:i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
+
+
+def _batch_error(answer: dict[str, Any]) -> tuple[str, str]:
+    error = (answer.get("body") or {}) if isinstance(answer.get("body"), dict) else {}
+    error = error.get("error") or {}
+    return str(error.get("code") or ""), str(error.get("message") or answer.get("status"))
 
 
 def _commit_page(ctx: FolderSync, *, previous: str | None, following: str | None,

@@ -138,9 +138,13 @@ class GraphServer:
                 body = self._body()
                 if self.path.endswith("/token"):
                     return self._send(*state.token(parse_qs(body.decode())))
+                if self.path == "/v1.0/$batch":
+                    return self._send(*state.batch(self.headers, body))
                 return self._send(*state.api("POST", self.path, self.headers, body))
 
             def do_GET(self):
+                if self.path == "/_stats":  # for a benchmark running the server in a child process
+                    return self._send(200, state.stats())
                 return self._send(*state.api("GET", self.path, self.headers, b""))
 
             def do_PATCH(self):
@@ -159,6 +163,11 @@ class GraphServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def stats(self) -> dict:
+        return {"token_requests": self.token_requests, "api_requests": self.api_requests,
+                "read": sum(m.is_read for m in self.messages.values()),
+                "messages": len(self.messages)}
 
     # --- endpoints -------------------------------------------------------------------------------
 
@@ -222,6 +231,32 @@ class GraphServer:
             return 201, self.item(moved)
         return 405, {"error": {"code": "MethodNotAllowed", "message": method}}
 
+    def batch(self, headers, body: bytes) -> tuple:
+        """JSON batching: each request answered in ``responses``; a non-JSON body base64."""
+        import base64
+
+        with self.lock:
+            self.api_requests += 1
+        auth = headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            return 401, {"error": {"code": "InvalidAuthenticationToken",
+                                   "message": "Access token is empty or invalid."}}
+        requests = json.loads(body)["requests"]
+        if len(requests) > 20:
+            return 400, {"error": {"code": "BadRequest", "message": "at most 20 requests"}}
+        responses = []
+        for request in requests:
+            sub = {"Authorization": auth, **(request.get("headers") or {})}
+            answer = self.api(request["method"], "/v1.0" + request["url"], sub,
+                              json.dumps(request.get("body") or {}).encode())
+            status, content = answer[0], answer[1]
+            extra = answer[3] if len(answer) > 3 else {}
+            responses.append({
+                "id": request["id"], "status": status, "headers": extra,
+                "body": base64.b64encode(content).decode() if isinstance(content, bytes) else content,
+            })
+        return 200, {"responses": responses}
+
     def delta(self, *, user: str, folder: str, query: dict, headers) -> tuple:
         """A round is the changes with seq in (since, upto], listed when the round starts (a
         change during the round comes in the next one, as with Graph); pages are offsets."""
@@ -263,6 +298,19 @@ class GraphServer:
                 "receivedDateTime": message.received.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "isRead": message.is_read,
                 "from": {"emailAddress": {"address": message.sender}}}
+
+
+def serve_corpus(n: int, seed: int, received: datetime, ready) -> None:
+    """Run in a child process (the benchmark): ``n`` corpus messages in the inbox, then serve;
+    ``ready`` (a multiprocessing connection) gets the port."""
+    from bench.corpus import generate
+
+    server = GraphServer()
+    for i, raw in enumerate(generate(n, seed=seed)):
+        server.deliver(raw, message_id=f"<bench-{i}@graph.example>", received=received)
+    server.start()
+    ready.send(server.port)
+    threading.Event().wait()
 
 
 import pytest  # noqa: E402

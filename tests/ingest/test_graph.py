@@ -131,6 +131,30 @@ def test_429_and_503_wait_for_retry_after_and_nothing_is_lost_or_doubled(
     assert sorted(stored(sqlite_engine)) == sorted(f"{n}.graph@acme.example" for n in range(5))
 
 
+def test_requests_throttled_inside_a_json_batch_are_sent_again_after_retry_after(
+    graph_server, sqlite_engine, sqlite_url, services
+):
+    add_graph_mailbox(sqlite_engine, graph_server)
+    for n in range(5):
+        deliver(graph_server, n)
+    # the token and the first delta page get through; then three requests inside a batch are 429
+    original = graph_server.batch
+
+    def throttled_once(headers, body):
+        if not getattr(throttled_once, "done", False):
+            throttled_once.done = True
+            graph_server.throttle(3, 0.2)
+        return original(headers, body)
+
+    graph_server.batch = throttled_once
+    service = services(graph_settings(sqlite_url), sqlite_engine)
+    eventually(lambda: len(stored(sqlite_engine)) == 5, what="five stored")
+    poller = next(iter(service.pollers.values()))
+    eventually(lambda: poller.throttled == 1, what="one wait for the throttled part")
+    assert graph_server.throttled_answers == 3 and poller.failures == 0
+    assert sorted(stored(sqlite_engine)) == sorted(f"{n}.graph@acme.example" for n in range(5))
+
+
 def test_an_expired_delta_link_resyncs_the_folder_without_duplicates(
     graph_server, engine, database_url, services
 ):
