@@ -11,8 +11,9 @@ import yaml
 from ticketpost.cli import build_parser
 from core.settings import Settings
 
-COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
-INFRASTRUCTURE = {"postgres", "redis"}
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+INFRASTRUCTURE = {"postgres", "redis", "proxy"}
 
 
 @pytest.fixture(scope="module")
@@ -90,4 +91,47 @@ def test_the_public_smtp_listener_is_never_an_open_relay(compose):
     assert smtp["TICKETPOST_SMTP_HOST"] == "0.0.0.0"
     assert smtp["TICKETPOST_SUPPORT_ADDRESSES"].startswith("${TICKETPOST_SUPPORT_ADDRESSES:?"), (
         "compose refuses to start without support addresses"
+    )
+
+
+def published_container_ports(service: dict) -> set[int]:
+    """The container ports a service publishes on the host (short syntax "HOST:CONTAINER")."""
+    out = set()
+    for entry in service.get("ports") or []:
+        spec = entry["target"] if isinstance(entry, dict) else str(entry).rsplit(":", 1)[-1]
+        out.add(int(str(spec).split("/")[0]))
+    return out
+
+
+def test_the_admin_api_is_not_published_in_plain_http(compose):
+    api = compose["services"]["api"]
+    assert "ports" not in api, "the api is reached through the TLS proxy only"
+    for name, service in compose["services"].items():
+        if name != "proxy":
+            assert 8080 not in published_container_ports(service), f"{name} publishes the API port"
+
+
+def test_a_tls_proxy_fronts_the_admin_api(compose):
+    proxy = compose["services"]["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert 443 in published_container_ports(proxy)
+    assert proxy["depends_on"]["api"]["condition"] == "service_healthy"
+    assert proxy["environment"]["API_DOMAIN"].startswith("${TICKETPOST_API_DOMAIN:?"), (
+        "compose refuses to start without the name the certificate is for"
+    )
+    assert "test" in proxy["healthcheck"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in proxy["volumes"] if m.startswith("./")}
+    caddyfile = ROOT / mounts["/etc/caddy/Caddyfile"]
+    config = caddyfile.read_text()
+    port = compose["services"]["api"]["environment"]["TICKETPOST_API_PORT"]
+    assert f"reverse_proxy api:{port}" in config
+    assert "{$API_DOMAIN}" in config, "the site is the configured name (Caddy's automatic HTTPS)"
+    assert "\ttls " in config
+    assert "http://" not in config.split("{$API_DOMAIN}", 1)[1], "no plain-HTTP site for the API"
+
+
+def test_metrics_need_a_token_in_the_production_shape(compose):
+    env = compose["services"]["api"]["environment"]
+    assert env["TICKETPOST_METRICS_TOKEN"].startswith("${TICKETPOST_METRICS_TOKEN:?"), (
+        "compose refuses to start without a metrics token"
     )

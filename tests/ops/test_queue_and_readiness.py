@@ -144,3 +144,39 @@ def test_readyz_names_what_is_down_and_leaks_no_hosts_ports_or_errors(sqlite_url
                                "checks": {"database": "unavailable", "broker": "unavailable"}}
     for leak in ("127.0.0.1", str(db_port), str(redis_port), "Error", "connection"):
         assert leak not in response.text
+
+
+def test_the_api_process_enforces_the_metrics_token_from_its_environment(sqlite_url, tmp_path):
+    """`ticketpost api` as docker-compose runs it: TICKETPOST_METRICS_TOKEN guards /metrics."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TICKETPOST_")},
+           "TICKETPOST_DATABASE_URL": sqlite_url, "TICKETPOST_METRICS_TOKEN": "scrape-secret",
+           "TICKETPOST_ADMIN_TOKEN": "an-admin-token", "TICKETPOST_LOG_LEVEL": "WARNING"}
+    with open(tmp_path / "api.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ticketpost.cli", "api", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(200):
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                assert proc.poll() is None, (tmp_path / "api.log").read_text()
+            assert httpx.get(f"{base}/metrics").status_code == 401
+            admin = {"Authorization": "Bearer an-admin-token"}
+            assert httpx.get(f"{base}/metrics", headers=admin).status_code == 401  # API tokens do not open it
+            scrape = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-secret"})
+            assert scrape.status_code == 200 and "ticketpost_up" in scrape.text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
