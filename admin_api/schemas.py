@@ -7,11 +7,8 @@ bad input is a 422 and never a database error.
 
 from __future__ import annotations
 
-import zoneinfo
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import lru_cache
-from itertools import pairwise
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -38,6 +35,7 @@ from models import (
     TICKET_CHANNELS,
     TICKET_STATUSES,
 )
+from models.business_hours import BusinessHours
 
 MAX_ID = 2**31 - 1
 NO_NUL = r"^[^\x00]*$"
@@ -240,62 +238,6 @@ class ContractOut(Output):
 
 
 # --- SLAs and threshold profiles -----------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _timezones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def _timezone(name: str) -> str:
-    if name not in _timezones():
-        raise ValueError(f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)")
-    return name
-
-
-HHMM = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
-HHMM_END = Annotated[str, StringConstraints(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
-
-
-class Window(Input):
-    """Opening hours on one weekday (0 = Monday) in the SLA's time zone.
-
-    ``end`` may be ``24:00``; an end before the start runs overnight into the next day.
-    """
-
-    day: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
-    start: HHMM
-    end: HHMM_END
-
-    @model_validator(mode="after")
-    def _not_empty(self):
-        if self.end == self.start:
-            raise ValueError(f"window start and end are both {self.start}: the window is empty")
-        return self
-
-
-class BusinessHours(Input):
-    """Business hours: a time zone, weekly windows and holiday dates (closed all day)."""
-
-    timezone: Annotated[Str(64, min_length=1), AfterValidator(_timezone)]
-    windows: list[Window] = Field(min_length=1, max_length=100)
-    holidays: list[date] = Field(default_factory=list, max_length=1000)
-
-    @field_validator("windows")
-    @classmethod
-    def _no_overlap(cls, windows: list[Window]) -> list[Window]:
-        by_day: dict[int, list[Window]] = {}
-        for w in windows:
-            if w.end > w.start:  # same-day windows; overnight ones are left as given
-                by_day.setdefault(w.day, []).append(w)
-        for day, items in by_day.items():
-            items.sort(key=lambda w: w.start)
-            for a, b in pairwise(items):
-                if b.start < a.end:
-                    raise ValueError(
-                        f"windows on day {day} overlap ({a.start}-{a.end}, {b.start}-{b.end})"
-                    )
-        return windows
 
 
 class SlaCreate(Input):

@@ -125,7 +125,7 @@ def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
 
     from admin_api.services.mailboxes import create_mailbox
     from ingest.imap import ImapService
-    from ingest.imap_sync import header_message_id
+    from routing.mailparse import header_message_id
     from models import InboundMessage, Mailbox
     from models.db import get_engine, session_scope
     from routing.broker import setup_broker, start_worker, stop_worker

@@ -48,7 +48,8 @@ from core.settings import Settings, get_settings
 from ingest.handover import HandOver, enqueue_for_routing
 from ingest.imap import describe, failure_delay, record_auth_ok, record_failure
 from ingest.imap_lock import lock_for
-from ingest.imap_sync import CheckpointMoved, MailboxGone, header_message_id
+from ingest.imap_sync import CheckpointMoved, MailboxGone
+from routing.mailparse import header_message_id
 from ingest.store import inbound_values, insert_inbound
 from models import GraphMessage, InboundMessage, Mailbox
 from models.base import utcnow

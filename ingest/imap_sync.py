@@ -36,7 +36,6 @@ so meanwhile). Nothing the server still holds is passed over.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -51,6 +50,7 @@ from ingest.store import content_sha256, inbound_values, insert_inbound
 from models import InboundMessage, Mailbox
 from models.base import utcnow
 from models.db import session_scope
+from routing.mailparse import header_message_id
 
 log = logging.getLogger(__name__)
 
@@ -706,27 +706,3 @@ def _parse_headers(raw: bytes):
         end = raw.find(b"\n\n")
     head = raw[:end] if end >= 0 else raw[:65536]
     return BytesHeaderParser(policy=compat32).parsebytes(head)
-
-
-_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-
-
-def header_message_id(raw: bytes) -> str | None:
-    """The Message-ID of ``raw`` as the router stores it (no angle brackets), or None.
-
-    Read with one regular expression over the header block: a full header parse per message
-    costs more than the rest of storing it.
-    """
-    from routing.mailparse import message_ids
-
-    end = raw.find(b"\r\n\r\n")
-    if end < 0:
-        end = raw.find(b"\n\n")
-    head = raw[: end + 2] if end >= 0 else raw[:65536]
-    if head.startswith((b"\r\n", b"\n")):  # no header at all
-        return None
-    found = _MESSAGE_ID.search(head)
-    if found is None:
-        return None
-    ids = message_ids(found.group(1).decode("latin-1").replace("\r", "").replace("\n", ""))
-    return ids[0][:998] if ids else None

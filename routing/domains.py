@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -25,14 +25,35 @@ class DomainMatch(NamedTuple):
     active_contract_id: int | None  # the client's active contract on the day asked about
 
 
+def longest_match(*extra_columns) -> Select:
+    """The rule of SPEC §2 as a statement: the longest registered domain among ``candidates``.
+
+    Selects that domain, its client id and ``extra_columns``; ``Client`` is joined. Bind
+    ``candidates`` with :func:`match_candidates` of the sender domain. The admin API's
+    route lookup and routing's match below are both this statement.
+    """
+    return (
+        select(ClientDomain.domain, ClientDomain.client_id, *extra_columns)
+        .join(Client, Client.id == ClientDomain.client_id)
+        .where(ClientDomain.domain.in_(bindparam("candidates", expanding=True)))
+        .order_by(func.length(ClientDomain.domain).desc())
+        .limit(1)
+    )
+
+
+def match_candidates(domain: str) -> list[str]:
+    """The registered domains ``domain`` could match, longest first; raise InvalidDomain.
+
+    ``Mail.EU.acme.com`` → ``mail.eu.acme.com``, ``eu.acme.com``, ``acme.com`` (canonical form,
+    label boundaries only: ``notacme.com`` never matches ``acme.com``).
+    """
+    return suffixes(normalize_domain(domain))
+
+
 _MATCH = (
-    select(ClientDomain.domain, ClientDomain.client_id, ACTIVE_CONTRACT_OF_CLIENT,
-           *columns(ClientRow, Client.__table__, "client_"), *columns(SlaRow, Sla.__table__, "sla_"))
-    .join(Client, Client.id == ClientDomain.client_id)
+    longest_match(ACTIVE_CONTRACT_OF_CLIENT, *columns(ClientRow, Client.__table__, "client_"),
+                  *columns(SlaRow, Sla.__table__, "sla_"))
     .outerjoin(Sla, Sla.id == Client.sla_id)
-    .where(ClientDomain.domain.in_(bindparam("candidates", expanding=True)))
-    .order_by(func.length(ClientDomain.domain).desc())
-    .limit(1)
 )
 _CLIENT_AT = 3
 _SLA_AT = _CLIENT_AT + len(ClientRow._fields)
@@ -41,16 +62,14 @@ _SLA_AT = _CLIENT_AT + len(ClientRow._fields)
 def match_domain(db: Connection | Session, domain: str, *, on: date | None = None) -> DomainMatch | None:
     """The registered domain ``domain`` routes to, or None.
 
-    ``mail.eu.acme.com`` matches ``eu.acme.com`` before ``acme.com``; the match is exact or on a
-    label boundary (``notacme.com`` never matches ``acme.com``). ``domain`` may be in any case or
-    a U-label; an unusable name matches nothing. One query, which also reads the client, its SLA
+    ``mail.eu.acme.com`` matches ``eu.acme.com`` before ``acme.com`` (:func:`longest_match`);
+    ``domain`` may be in any case or a U-label; an unusable name matches nothing. One query, which also reads the client, its SLA
     and its active contract on ``on`` (default: today).
     """
     try:
-        canonical = normalize_domain(domain)
+        candidates = match_candidates(domain)
     except InvalidDomain:
         return None
-    candidates = suffixes(canonical)
     if not candidates:
         return None
     row = db.execute(_MATCH, {"candidates": candidates, "day": on or utcnow().date()}).first()

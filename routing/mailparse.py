@@ -216,6 +216,28 @@ def message_ids(value: str | None) -> list[str]:
     return [clean_text(i, 990) for i in ids]
 
 
+_MESSAGE_ID_HEADER = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID of ``raw`` as the router stores it (no angle brackets), or None.
+
+    Read with one regular expression over the header block: a full header parse per message
+    costs more than the rest of storing it.
+    """
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    head = raw[: end + 2] if end >= 0 else raw[:65536]
+    if head.startswith((b"\r\n", b"\n")):  # no header at all
+        return None
+    found = _MESSAGE_ID_HEADER.search(head)
+    if found is None:
+        return None
+    ids = message_ids(found.group(1).decode("latin-1").replace("\r", "").replace("\n", ""))
+    return ids[0][:998] if ids else None
+
+
 @dataclass
 class ParsedMail:
     """The headers routing reads, decoded once; the full MIME tree and body only on demand."""

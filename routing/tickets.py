@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
 from routing.prepared import Prepared
 from routing.records import ClientRow, ContactRow, SlaRow
-from routing.sla import InvalidBusinessHours, due_at
+from models.business_hours import InvalidBusinessHours
+from routing.sla import due_at
 
 _CURRENT_TICKET_ID = literal_column("currval(pg_get_serial_sequence('tickets', 'id'))")
 LOOKUP = object()  # ticket_values(contract_id=LOOKUP, sla=LOOKUP): look the client's up

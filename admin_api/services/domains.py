@@ -4,22 +4,22 @@ Decisions:
 - Adding a domain the client already has is not an error: the existing one is returned.
 - A subdomain of another client's domain (``eu.acme.com`` while another client has ``acme.com``)
   is allowed: the longest registered match wins when routing, so subsidiaries can be split off.
-- ``route_domain`` answers exactly what routing does (routing.domains.match_domain).
+- ``route_domain`` answers exactly what routing does: both ask routing.domains.longest_match.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from admin_api.services.errors import Conflict, Invalid, NotFound
 from models import Client, ClientDomain
-from models.domain_names import InvalidDomain, is_public_domain, normalize_domain, suffixes
+from models.domain_names import InvalidDomain, is_public_domain, normalize_domain
+from routing.domains import longest_match, match_candidates
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,9 @@ def canonical_domain(value: str, *, loc: str | Sequence[str] = "domain") -> str:
     if not isinstance(value, str):
         raise Invalid(loc, "domain must be a string")
     try:
-        return _normalized(value)
+        return normalize_domain(value)
     except InvalidDomain as exc:
         raise Invalid(loc, str(exc)) from None
-
-
-@lru_cache(maxsize=16384)
-def _normalized(value: str) -> str:
-    # IDNA (UTS #46) processing costs a fraction of a millisecond; lookups repeat the same names.
-    # Refusals raise, and lru_cache does not keep them.
-    return normalize_domain(value)
 
 
 def checked_domain(
@@ -142,26 +135,18 @@ def remove_domain(session: Session, *, client_id: int, domain: str) -> None:
     session.flush()
 
 
-# The longest registered suffix among ``candidates`` with its client's name; built once (see
-# route_domain).
-_ROUTE = (
-    select(ClientDomain.domain, ClientDomain.client_id, Client.name)
-    .join(Client, Client.id == ClientDomain.client_id)
-    .where(ClientDomain.domain.in_(bindparam("candidates", expanding=True)))
-    .order_by(func.length(ClientDomain.domain).desc())
-    .limit(1)
-)
+# routing's rule with only the client's name (SQLAlchemy memoizes a statement object's cache key)
+_ROUTE = longest_match(Client.name)
 
 
 def route_domain(session: Session, *, domain: str) -> DomainRoute:
     """Which client mail from ``domain`` routes to and by which registered domain; NotFound if none.
 
-    The rule of routing.domains.match_domain (the longest registered suffix of the canonical
-    name), asked as one prebuilt query of three columns (SQLAlchemy memoizes a statement object's
-    cache key): this answers every sender lookup of the API.
+    The rule of routing.domains (the longest registered suffix of the canonical name), asked
+    with three columns: this answers every sender lookup of the API.
     """
     canonical = canonical_domain(domain, loc=("path", "domain"))
-    candidates = suffixes(canonical)
+    candidates = match_candidates(canonical)
     row = session.execute(_ROUTE, {"candidates": candidates}).first() if candidates else None
     if row is None:
         raise NotFound(

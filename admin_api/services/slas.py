@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import Client, Sla, utcnow
+from models.business_hours import InvalidBusinessHours, parse_business_hours
 
 SLA_FIELDS = ("name", "first_response_minutes", "resolution_minutes", "business_hours")
 
@@ -119,12 +120,8 @@ def checked_business_hours(value: dict | None) -> dict | None:
     """``value`` when routing can compute due times with it (None = 24x7); else Invalid."""
     if value is None:
         return None
-    from routing.sla import InvalidBusinessHours, parse_business_hours
-
     try:
         parse_business_hours(value)
     except InvalidBusinessHours as exc:
         raise Invalid("business_hours", str(exc)) from None
-    if not value.get("windows"):
-        raise Invalid("business_hours", "business hours need at least one opening window")
     return value

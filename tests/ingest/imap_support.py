@@ -113,7 +113,7 @@ def inbound_count(engine, source: str | None = "imap:support") -> int:
 
 def stored_message_ids(engine, source: str = "imap:support") -> list[str]:
     """The Message-ID header of every stored message (from the raw bytes), in id order."""
-    from ingest.imap_sync import header_message_id
+    from routing.mailparse import header_message_id
 
     with session_scope(engine) as session:
         raws = session.scalars(

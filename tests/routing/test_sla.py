@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from routing.sla import InvalidBusinessHours, add_business_minutes, due_at, parse_business_hours
+from models.business_hours import InvalidBusinessHours, parse_business_hours
+from routing.sla import add_business_minutes, due_at
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -96,12 +97,26 @@ def test_end_of_day_can_be_written_24_00():
     assert add_business_minutes(start, 60, late) == datetime(2026, 11, 26, 0, 0, tzinfo=timezone.utc)
 
 
-def test_business_hours_without_windows_never_fall_due():
-    assert add_business_minutes(berlin(2026, 1, 1), 10, {"timezone": "UTC", "windows": []}) is None
+def test_business_hours_without_windows_are_refused():
+    with pytest.raises(InvalidBusinessHours, match="windows"):
+        add_business_minutes(berlin(2026, 1, 1), 10, {"timezone": "UTC", "windows": []})
+
+
+def test_routing_reads_business_hours_with_the_api_rules():
+    """One definition (models.business_hours): what the SLA API refuses, routing refuses too."""
+    from admin_api.schemas import SlaCreate
+
+    overlapping = {"timezone": "UTC", "windows": [{"day": 0, "start": "09:00", "end": "17:00"},
+                                                  {"day": 0, "start": "12:00", "end": "18:00"}]}
+    with pytest.raises(ValueError, match="overlap"):
+        SlaCreate(name="x", resolution_minutes=60, business_hours=overlapping)
+    with pytest.raises(InvalidBusinessHours, match="overlap"):
+        parse_business_hours(overlapping)
 
 
 @pytest.mark.parametrize("bad, words", [
     ({"timezone": "Mars/Olympus", "windows": []}, "unknown timezone"),
+    ({"timezone": "UTC", "windows": [{"day": 1, "start": "09:00", "end": "09:00"}]}, "empty"),
     ({"windows": [{"day": 7, "start": "09:00", "end": "17:00"}]}, "windows[0].day"),
     ({"windows": [{"day": 1, "start": "9am", "end": "17:00"}]}, "windows[0].start"),
     ({"windows": [{"day": 1, "start": "09:00", "end": "25:00"}]}, "windows[0].end"),
