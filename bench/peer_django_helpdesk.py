@@ -132,7 +132,8 @@ def _time_steps(pipeline) -> dict[str, float]:
         run.__name__ = step.__name__
         return run
 
-    pipeline.STEPS = tuple(timed(step) for step in pipeline.STEPS)
+    pipeline.MESSAGE_STEPS = tuple(timed(step) for step in pipeline.MESSAGE_STEPS)
+    pipeline.DATABASE_STEPS = tuple(timed(step) for step in pipeline.DATABASE_STEPS)
     return totals
 
 

@@ -38,6 +38,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     IMAP ``\\Seen`` that acknowledged them. ``FULL`` syncs the log at every COMMIT; the SMTP
     listener's group commit and the IMAP batches share one COMMIT among many messages, which keeps
     its cost small (BENCHMARKS.md, "SQLite durability").
+    A connection in ``AUTOCOMMIT`` isolation reads without it (each statement on its own).
     """
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -59,7 +60,10 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
-            if conn.get_execution_options().get(READ_ONLY_OPTION):
+            options = conn.get_execution_options()
+            if options.get("isolation_level") == "AUTOCOMMIT":
+                return  # each statement on its own (routing reads a message so): no write lock
+            if options.get(READ_ONLY_OPTION):
                 conn.exec_driver_sql("BEGIN")  # deferred: a WAL read snapshot, no write lock
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -44,7 +44,7 @@ def content_sha256(raw: bytes) -> str:
     return digest.hexdigest()
 
 
-#: The rows ix_inbound_new_tickets_by_sender holds (routing.steps.loop_guard.RECENT_NEW_TICKETS).
+#: The rows ix_inbound_new_tickets_by_sender holds (routing.sender_record.RECENT_NEW_TICKETS).
 NEW_TICKET_PREDICATE = "outcome IN ('ticket_created', 'triaged')"
 
 

@@ -3,9 +3,12 @@
 The actor takes only the id, opens its own session (inside the pipeline), and is idempotent:
 routing an id that is already routed is a no-op, so a message delivered twice by the queue, the
 sweeper or a replay never creates a second ticket. Its retry policy is declared here, where it is
-defined: infrastructure faults (database or broker hiccups) are retried with exponential backoff;
-on the last allowed attempt the error is recorded on the inbound message as ``failed`` with the
-error as its reason, so an operator can replay it later (``ticketpost replay``).
+defined, in dramatiq's own terms: infrastructure faults (database or broker hiccups) are retried
+with exponential backoff (``max_retries``, ``min_backoff``, ``max_backoff``); an unknown id is not
+retried (``throws``); when the retries run out, dramatiq sends the failed message to
+``route_inbound_failed`` (``on_retry_exhausted``), which records the error on the inbound message
+as ``failed``, so an operator can replay it later (``ticketpost replay``). The failed message
+itself goes to dramatiq's dead-letter queue, as every message that failed for good does.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import logging
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage
 
+from routing import pipeline
 from routing.outbox.dispatcher import send_outbox
 
 log = logging.getLogger(__name__)
@@ -32,50 +35,39 @@ _IMPORT_BROKER = StubBroker()
 
 
 def _route(inbound_id: int) -> None:
-    """Route inbound message ``inbound_id``; on the last retry record the fault, do not raise."""
-    from routing import pipeline
-
+    """Route inbound message ``inbound_id``; a fault raises, and the queue retries it."""
     try:
         pipeline.route_inbound(int(inbound_id))
     except pipeline.InboundNotFound:
-        # Nothing stored under this id (deleted, or a stray message): retrying cannot help.
-        log.warning(
-            "no inbound message to route", extra={"inbound_id": inbound_id, "outcome": None}
-        )
+        # Nothing stored under this id (deleted, or a stray message): retrying cannot help
+        # (``throws``: dramatiq does not retry it).
+        log.warning("no inbound message to route", extra={"inbound_id": inbound_id, "outcome": None})
+        raise
     except Exception as exc:
-        if not _last_attempt():
-            log.warning(
-                "routing failed; will retry",
-                extra={
-                    "inbound_id": inbound_id,
-                    "outcome": "retrying",  # not final: the queue tries again after a backoff
-                    "error": f"{type(exc).__name__}: {exc}",
-                },
-            )
-            raise
-        reason = f"routing failed after {_attempts()} attempts: {type(exc).__name__}: {exc}"
-        log.error(
-            "routing failed for good",
-            extra={"inbound_id": inbound_id, "outcome": "failed", "error": reason},
+        log.warning(
+            "routing attempt failed; the queue retries it while retries are left",
+            extra={
+                "inbound_id": inbound_id,
+                "outcome": "retrying",  # not final: when retries run out, _route_failed records it
+                "error": f"{type(exc).__name__}: {exc}",
+            },
         )
-        # If recording fails too (database down), this raises: the row stays ``received`` and
-        # the sweeper hands it over again later. Nothing is lost either way.
-        pipeline.record_failure(int(inbound_id), error=reason)
+        raise
 
 
-def _attempts() -> int:
-    message = CurrentMessage.get_current_message()
-    return 1 + int(message.options.get("retries", 0)) if message is not None else 1
+def _route_failed(message: dict, retries: dict) -> None:
+    """Record ``failed`` on an inbound message whose routing retries ran out (``on_retry_exhausted``).
 
-
-def _last_attempt() -> bool:
-    """True when the Retries middleware will not retry the current message again."""
-    message = CurrentMessage.get_current_message()
-    if message is None:  # called directly, not through a worker: no retries will follow
-        return True
-    retries = int(message.options.get("retries", 0))
-    max_retries = message.options.get("max_retries", route_inbound.options.get("max_retries"))
-    return max_retries is not None and retries >= int(max_retries)
+    ``message`` is the failed route_inbound message (its ``options`` hold the last traceback);
+    if recording fails too (database down), this raises and is retried; meanwhile the row stays
+    ``received`` and the sweeper hands it over again. Nothing is lost either way.
+    """
+    (inbound_id,) = message["args"]
+    error = (message.get("options", {}).get("traceback") or "").strip().splitlines()
+    attempts = int(retries.get("retries", 0)) + 1
+    reason = f"routing failed after {attempts} attempts: {error[-1] if error else 'unknown error'}"
+    log.error("routing failed for good", extra={"inbound_id": inbound_id, "outcome": "failed", "error": reason})
+    pipeline.record_failure(int(inbound_id), error=reason)
 
 
 route_inbound = dramatiq.actor(
@@ -86,10 +78,22 @@ route_inbound = dramatiq.actor(
     max_retries=MAX_RETRIES,
     min_backoff=MIN_BACKOFF_MS,
     max_backoff=MAX_BACKOFF_MS,
+    throws=(pipeline.InboundNotFound,),
+    on_retry_exhausted="route_inbound_failed",
+)
+
+route_inbound_failed = dramatiq.actor(
+    _route_failed,
+    actor_name="route_inbound_failed",
+    queue_name="inbound",
+    broker=_IMPORT_BROKER,
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
 )
 
 #: Every actor of ticketpost, rebound together by bind_actors.
-ACTORS = (route_inbound, send_outbox)
+ACTORS = (route_inbound, route_inbound_failed, send_outbox)
 
 
 def bind_actors(broker: dramatiq.Broker, settings=None) -> None:

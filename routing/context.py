@@ -24,16 +24,15 @@ class RoutingContext:
     ``GET /api/v1/inbound/{id}`` and ``ticketpost route`` show.
     """
 
-    db: Connection  # the transaction routing runs in; the hot path's Core statements go here
+    db: Connection  # routing's connection; the steps after ``extract`` run in its write transaction
     settings: "Settings"
     inbound: InboundRow
     mail: "ParsedMail | None" = None
     message_id: str = ""  # the Message-ID (or synthetic one), storable as it is
-    locked_message_id: str | None = None  # the Message-ID whose duplicate lock is already held
     sender_email: str | None = None
     sender_domain: str | None = None
     sender_name: str = ""
-    record: "SenderRecord | None" = None  # what the database knows about the sender
+    record: "SenderRecord | None" = None  # what the database knows about the sender (read once locked)
     client: ClientRow | None = None
     client_via: str = ""  # "contact" or "domain <registered domain>"
     client_terms: tuple | None = None  # (active contract id, SLA) of client, when read with it

@@ -1,11 +1,13 @@
 """The routing pipeline: the ordered steps, and the one place an outcome is recorded (SPEC §3).
 
-``route_inbound(id)`` loads the stored raw message, runs the steps in :data:`STEPS` order on one
-:class:`~routing.context.RoutingContext`, and commits the ticket work together with the inbound
-row's outcome, reason and explanation: one transaction. Steps end routing early by raising
+``route_inbound(id)`` reads the stored raw message and runs the steps in :data:`STEPS` order on
+one :class:`~routing.context.RoutingContext`. The :data:`MESSAGE_STEPS` need only the message
+(parsing and decoding, routing's CPU work): they run before any transaction or lock. Then one
+write transaction locks the row (routing.statements.LOCK_INBOUND), reads what the database knows
+about the sender, runs the :data:`DATABASE_STEPS`, and records the ticket work together with the
+inbound row's outcome, reason and explanation. Steps end routing early by raising
 :class:`~routing.outcomes.RoutingStop`; it is caught only here. Anything else is an
-infrastructure fault: roll back, count the attempt, re-raise so the queue retries; when retries
-are exhausted the queue calls :func:`record_failure`.
+infrastructure fault: roll back, count the attempt, re-raise so the queue retries (routing.actors).
 """
 
 from __future__ import annotations
@@ -15,120 +17,48 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Text, bindparam, cast, func, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import InboundMessage, Ticket, TicketMessage, utcnow
+from core import telemetry
+from models import InboundMessage, Ticket, utcnow
+from models.addresses import address_key
 from models.db import get_engine
+from routing import statements as sql
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import RoutingStop
 from routing.outbox.answer import Answer, plan_answer, write_answer
 from routing.outbox.dispatcher import hand_over
-from routing.prepared import Prepared
-from routing.records import InboundRow, TicketRow, columns, take
-from routing.tickets import NEW_TICKET_NUMBER, insert_ticket, new_ticket_insert
+from routing.records import InboundRow, TicketRow, take
+from routing.sender_record import lookup_sender
 from routing.steps.client import client
 from routing.steps.contact import contact
 from routing.steps.content import calendar, content
+from routing.steps.duplicate import duplicate
+from routing.steps.extract import extract
 from routing.steps.loop_guard import loop_guard
 from routing.steps.parse import parse
 from routing.steps.policy import policy
+from routing.steps.rate_limit import rate_limit
 from routing.steps.sender import sender
 from routing.steps.thread import thread
 from routing.steps.write import write
+from routing.tickets import NEW_TICKET_NUMBER, insert_ticket
 
 log = logging.getLogger("ticketpost.routing")
 
 Step = Callable[[RoutingContext], None]
 
+#: Steps that need only the message: run before the write transaction, so CPU work never holds a lock.
+MESSAGE_STEPS: tuple[Step, ...] = (parse, loop_guard, calendar, sender, extract)
+#: Steps that decide with the database: run in the write transaction, the row and sender locked.
+DATABASE_STEPS: tuple[Step, ...] = (rate_limit, duplicate, client, contact, thread, policy, content, write)
 #: The routing steps, in order. Each takes the context and either fills in its part or raises
 #: RoutingStop with the final outcome.
-STEPS: tuple[Step, ...] = (parse, loop_guard, calendar, sender, client, contact, thread, policy, content, write)
-
-
-_INBOUND, _TICKETS, _MESSAGES = InboundMessage.__table__, Ticket.__table__, TicketMessage.__table__
-
-#: The inbound row, locked until commit (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises).
-_LOCK_INBOUND = Prepared(
-    select(*columns(InboundRow, _INBOUND)).where(_INBOUND.c.id == bindparam("inbound_id")).with_for_update()
-)
-
-#: The Message-ID as PostgreSQL reads it from the first 8 KiB of the raw bytes: a plain
-#: ``Message-ID: <id>`` header line (NULL when there is none, or it is folded, not ASCII or
-#: further down; then the sender step takes the lock in a statement of its own). 8 KiB holds the
-#: header of mail that passed a few relays and signers; the window's cost is PostgreSQL's, per
-#: message (16 KiB cost 0.1 ms more per message than 4 KiB).
-_RAW_MESSAGE_ID = func.substring(
-    func.encode(func.substring(InboundMessage.raw, 1, 8192), "escape"),
-    r"(?in)^message-id:[ \t]*<([^>\s]+)>",
-)
-#: PostgreSQL: the same row lock, and in the same round trip the duplicate lock of the sender step
-#: (routing.steps.sender._DUPLICATE_LOCK) on that Message-ID; the sender step compares it with the
-#: parsed one and takes the lock itself when they differ (or the SQL found none).
-_LOCK_INBOUND_AND_DUPLICATES = Prepared(
-    select(*columns(InboundRow, _INBOUND), _RAW_MESSAGE_ID,
-           func.pg_advisory_xact_lock(func.hashtextextended(_RAW_MESSAGE_ID, 0)))
-    .where(_INBOUND.c.id == bindparam("inbound_id"))
-    .with_for_update()
-)
-
-
-def _typed(table, prefix: str, column: str):
-    return bindparam(prefix + column, type_=table.c[column].type)
-
-
-_KEPT_UNLESS_GIVEN = ("attempts", "message_id", "subject", "sender_email")  # None keeps the stored value
-_ALWAYS_SET = ("status", "outcome", "reason", "explanation", "client_id", "contact_id", "ticket_id", "routed_at")
-MESSAGE_COLUMNS = ("ticket_id", "inbound_id", "message_id", "sender_email", "body_text", "reply_text", "attachments",
-                   "created_at")
-
-#: The outcome on the inbound row. Core statements built once with bind parameters, run as
-#: routing.prepared statements below (the ORM unit of work was a third of routing's CPU).
-_RECORD = (
-    update(_INBOUND)
-    .where(_INBOUND.c.id == bindparam("o_inbound_id"))
-    .values({c: func.coalesce(_typed(_INBOUND, "o_", c), _INBOUND.c[c]) for c in _KEPT_UNLESS_GIVEN}
-            | {c: _typed(_INBOUND, "o_", c) for c in _ALWAYS_SET})
-)
-#: The ticket message the write step prepared.
-_ADD_MESSAGE = insert(_MESSAGES).values({c: _typed(_MESSAGES, "m_", c) for c in MESSAGE_COLUMNS})
-#: A reply touches its ticket (None status = unchanged; "open" reopens).
-_TOUCH_TICKET = (
-    update(_TICKETS)
-    .where(_TICKETS.c.id == bindparam("t_id"))
-    .values(status=func.coalesce(_typed(_TICKETS, "t_", "status"), _TICKETS.c.status),
-            updated_at=_typed(_TICKETS, "t_", "updated_at"))
-)
-#: On PostgreSQL the three travel as one statement (data-modifying CTEs): one round trip.
-_RECORD_WITH_MESSAGE = _RECORD.add_cte(_ADD_MESSAGE.cte("new_message"))
-_RECORD_WITH_REPLY = _RECORD_WITH_MESSAGE.add_cte(_TOUCH_TICKET.cte("touched_ticket"))
-#: A new ticket, its first message and the outcome in one statement: the ticket INSERT returns
-#: the id the other two use, and the number placeholder in reason and explanation becomes it.
-_NEW_TICKET = new_ticket_insert("n_").cte("new_ticket")
-_NEW_TICKET_ID = select(_NEW_TICKET.c.id).scalar_subquery()
-_NUMBER_TEXT = cast(_NEW_TICKET_ID, Text)
-_FIRST_MESSAGE = insert(_MESSAGES).from_select(
-    MESSAGE_COLUMNS,
-    select(_NEW_TICKET.c.id, *(_typed(_MESSAGES, "m_", c) for c in MESSAGE_COLUMNS[1:])),
-).cte("first_message")
-_RECORD_WITH_NEW_TICKET = (
-    _RECORD.values(
-        ticket_id=_NEW_TICKET_ID,
-        reason=func.replace(_typed(_INBOUND, "o_", "reason"), NEW_TICKET_NUMBER, _NUMBER_TEXT),
-        explanation=cast(func.replace(cast(_typed(_INBOUND, "o_", "explanation"), Text), NEW_TICKET_NUMBER,
-                                      _NUMBER_TEXT), _INBOUND.c.explanation.type),
-    )
-    .add_cte(_NEW_TICKET)
-    .add_cte(_FIRST_MESSAGE)
-    .returning(_INBOUND.c.ticket_id)
-)
-_RECORD, _ADD_MESSAGE, _TOUCH_TICKET, _RECORD_WITH_MESSAGE, _RECORD_WITH_REPLY = map(
-    Prepared, (_RECORD, _ADD_MESSAGE, _TOUCH_TICKET, _RECORD_WITH_MESSAGE, _RECORD_WITH_REPLY))
-_RECORD_WITH_NEW_TICKET = Prepared(_RECORD_WITH_NEW_TICKET)
-
+STEPS: tuple[Step, ...] = MESSAGE_STEPS + DATABASE_STEPS
 
 class InboundNotFound(LookupError):
     """Raised when no inbound message has the given id (nothing to route; retrying cannot help)."""
@@ -165,10 +95,10 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
     """Route one stored inbound message and return its outcome; idempotent.
 
     An inbound message already ``routed`` returns its stored result and nothing changes. The row
-    is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises
-    writers), so concurrent calls for one id produce one ticket message; the unique
-    ``ticket_messages.inbound_id`` is the last line of defence. Raises InboundNotFound for an
-    unknown id, and re-raises any unexpected error after rolling back (the queue retries).
+    is locked for the decisions (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
+    IMMEDIATE`` serialises writers), so concurrent calls for one id produce one ticket message;
+    the unique ``ticket_messages.inbound_id`` is the last line of defence. Raises InboundNotFound
+    for an unknown id, and re-raises any unexpected error after rolling back (the queue retries).
     """
     settings = _settings(settings)
     engine = _engine(engine, settings)
@@ -178,19 +108,21 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
     db = engine.connect()
     ctx = None
     try:
-        db.begin()  # routing.prepared runs statements under this transaction
-        postgres = engine.dialect.name == "postgresql"
-        row = (_LOCK_INBOUND_AND_DUPLICATES if postgres else _LOCK_INBOUND).first(db, {"inbound_id": inbound_id})
-        if row is None:
-            raise InboundNotFound(f"no inbound message with id {inbound_id}")
-        inbound = take(InboundRow, row)
-        locked_message_id = row[len(InboundRow._fields)] if postgres else None
+        inbound = _read(db, inbound_id)
         if inbound.status == "routed":
-            result = stored_result(db, inbound)
+            return stored_result(db, inbound)
+        ctx = RoutingContext(db=db, settings=settings, inbound=inbound)
+        stop = _run(MESSAGE_STEPS, ctx)  # no transaction yet: parsing and decoding hold no lock
+        db.begin()  # routing.prepared runs statements under this transaction
+        locked = _lock(ctx, decide=stop is None)
+        if locked.status == "routed":  # another delivery of this id finished meanwhile
+            result = stored_result(db, _read_locked(db, inbound_id))
             db.rollback()
             return result
-        ctx = RoutingContext(db=db, settings=settings, inbound=inbound, locked_message_id=locked_message_id)
-        result = _run(ctx)
+        ctx.inbound = locked
+        if stop is None:
+            stop = _run(DATABASE_STEPS, ctx)
+        result = _record(ctx, stop)
         ctx.flush()
         db.commit()
         _observe(result.outcome, inbound.source, time.perf_counter() - started)
@@ -218,17 +150,67 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
         db.close()
 
 
-def _run(ctx: RoutingContext) -> RouteResult:
-    """Run every step; a RoutingStop ends the run with its outcome. Records the outcome."""
+def _read(db: Connection, inbound_id: int) -> InboundRow:
+    """The stored inbound row, read in autocommit mode: no transaction, no lock (SQLite included)."""
+    db.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        row = sql.READ_INBOUND.first(db, {"inbound_id": inbound_id})
+        db.rollback()  # ends SQLAlchemy's autobegun (empty) transaction
+    finally:
+        db.execution_options(isolation_level=db.default_isolation_level)
+    if row is None:
+        raise InboundNotFound(f"no inbound message with id {inbound_id}")
+    return take(InboundRow, row)
+
+
+def _read_locked(db: Connection, inbound_id: int) -> InboundRow:
+    """The row as it is now, in the write transaction (after the locks were granted)."""
+    return take(InboundRow, sql.READ_INBOUND.first(db, {"inbound_id": inbound_id}))
+
+
+def _lock(ctx: RoutingContext, *, decide: bool) -> InboundRow:
+    """Lock the row for the decisions (routing.statements.LOCK_INBOUND); its current state.
+
+    With ``decide`` (no step has stopped routing yet), PostgreSQL also takes the Message-ID lock
+    (for the duplicate check) and, while the rate limit is on, the sender lock (for its count);
+    then what the database knows about the sender is read, in a statement of its own, so it sees
+    what the transactions it waited for committed.
+    """
+    db, inbound = ctx.db, ctx.inbound
+    params = {"inbound_id": inbound.id}
+    if db.dialect.name == "postgresql":
+        limited = (ctx.settings.rate_limit_per_hour or 0) > 0
+        params |= {"message_id": ctx.message_id if decide else None,
+                   "sender": ctx.sender_email if decide and limited else None}
+        row = sql.LOCK_INBOUND.first(db, params)
+    else:
+        row = sql.INBOUND_STATE.first(db, params)
+    if row is None:
+        raise InboundNotFound(f"no inbound message with id {inbound.id}")
+    locked = inbound._replace(status=row[0], attempts=row[1])
+    if decide and locked.status != "routed" and ctx.sender_email:
+        ctx.record = lookup_sender(db, email=ctx.sender_email, message_id=ctx.message_id,
+                                   inbound_id=inbound.id, received_at=inbound.received_at)
+    return locked
+
+
+def _run(steps: tuple[Step, ...], ctx: RoutingContext) -> RoutingStop | None:
+    """Run ``steps`` in order; the RoutingStop one of them raised (now in the explanation), or None."""
     name = ""
     try:
-        for step in STEPS:
+        for step in steps:
             name = step.__name__
             step(ctx)
     except RoutingStop as stop:
         ctx.outcome, ctx.reason = stop.outcome, stop.reason
-        ctx.explain(getattr(stop, "step", None) or name, stop.reason)
-    written = ctx.outcome in ("ticket_created", "ticket_updated", "triaged")
+        ctx.explain(stop.step or name, stop.reason)
+        return stop
+    return None
+
+
+def _record(ctx: RoutingContext, stop: RoutingStop | None) -> RouteResult:
+    """Record what the steps decided (:func:`record_outcome`)."""
+    written = stop is None and ctx.outcome in ("ticket_created", "ticket_updated", "triaged")
     answer = plan_answer(ctx)  # the acknowledgement or notice, if any (explained either way)
     return record_outcome(
         ctx.db,
@@ -258,7 +240,7 @@ def _claimed_sender(ctx: RoutingContext) -> str | None:
         return None
     for _name, address in ctx.mail.from_addresses:
         if "@" in address:
-            return clean_text(address.lower(), 320)
+            return clean_text(address_key(address), 320)
     return None
 
 
@@ -287,7 +269,7 @@ def record_outcome(
 
     Everything routing learned about the row (attempts, Message-ID, subject, sender) is written
     here too, so one UPDATE carries it; with it the ticket message the write step prepared
-    (``message``: :data:`MESSAGE_COLUMNS`) and, for a ``reply``, its ticket's ``updated_at`` and
+    (``message``: routing.statements.MESSAGE_COLUMNS) and, for a ``reply``, its ticket's ``updated_at`` and
     ``ticket_status`` (None = unchanged). A ``new_ticket`` (routing.tickets.ticket_values) is
     opened here too: ``reason`` and ``explanation`` name it as :data:`NEW_TICKET_NUMBER` and
     ``message`` has no ticket_id yet. On PostgreSQL that is one statement. ``inbound`` is only
@@ -314,25 +296,26 @@ def record_outcome(
     params = {"o_inbound_id": inbound.id, **{"o_" + k: v for k, v in values.items()}}
     touch = reply and ticket is not None
     if message is not None:
-        params.update({"m_" + k: message[k] for k in MESSAGE_COLUMNS})
+        params.update({"m_" + k: message[k] for k in sql.MESSAGE_COLUMNS})
     if touch:
         params.update({"t_id": ticket.id, "t_status": ticket_status, "t_updated_at": utcnow()})
     if db.dialect.name == "postgresql":
         if new_ticket is not None:
             params.update({"n_" + k: v for k, v in new_ticket.items()})
-            _number_new_ticket(values, _RECORD_WITH_NEW_TICKET.first(db, params)[0])
+            _number_new_ticket(values, sql.RECORD_WITH_NEW_TICKET.first(db, params)[0])
         else:
-            (_RECORD_WITH_REPLY if touch else _RECORD_WITH_MESSAGE if message is not None else _RECORD).rows(db, params)
+            (sql.RECORD_WITH_REPLY if touch else sql.RECORD_WITH_MESSAGE if message is not None
+             else sql.RECORD).rows(db, params)
     else:  # SQLite has no data-modifying CTEs: the same statements one by one
         if new_ticket is not None:
             _number_new_ticket(values, insert_ticket(db, new_ticket))
             params.update({"o_" + k: values[k] for k in ("ticket_id", "reason", "explanation")},
                           m_ticket_id=values["ticket_id"])
         if message is not None:
-            _ADD_MESSAGE.rows(db, params)
+            sql.ADD_MESSAGE.rows(db, params)
         if touch:
-            _TOUCH_TICKET.rows(db, params)
-        _RECORD.rows(db, params)
+            sql.TOUCH_TICKET.rows(db, params)
+        sql.RECORD.rows(db, params)
     if answer is not None:
         write_answer(db, answer, inbound_id=inbound.id, ticket_id=values["ticket_id"])
     log.info(
@@ -363,9 +346,7 @@ def _number_new_ticket(values: dict, ticket_id: int) -> None:
 
 def _observe(outcome: str, source: str, seconds: float | None) -> None:
     """Count a committed outcome (and how long routing took) in the metrics."""
-    from core import telemetry as metrics
-
-    metrics.observe_routing(outcome, source, seconds)
+    telemetry.observe_routing(outcome, source, seconds)
 
 
 def stored_result(db: Connection | Session, inbound: InboundRow | InboundMessage) -> RouteResult:
@@ -396,12 +377,8 @@ def _stored_if_routed(engine: Engine, inbound_id: int) -> RouteResult | None:
 def _count_attempt(engine: Engine, inbound_id: int) -> None:
     """After a rolled-back attempt, still count it (best effort: the database may be the fault)."""
     try:
-        with Session(engine) as session, session.begin():
-            session.execute(
-                update(InboundMessage)
-                .where(InboundMessage.id == inbound_id, InboundMessage.status != "routed")
-                .values(attempts=InboundMessage.attempts + 1)
-            )
+        with engine.begin() as db:
+            sql.COUNT_ATTEMPT.rows(db, {"inbound_id": inbound_id})
     except Exception:  # best effort: the original error is the one that matters
         log.debug("could not count the failed attempt of inbound %s", inbound_id, exc_info=True)
 
@@ -413,7 +390,7 @@ def record_failure(inbound_id: int, *, error: str, engine: Engine | None = None)
     """
     engine = _engine(engine, _settings(None)) if engine is None else engine
     with engine.begin() as db:
-        row = _LOCK_INBOUND.first(db, {"inbound_id": inbound_id})
+        row = sql.LOCK_INBOUND_ROW.first(db, {"inbound_id": inbound_id})
         if row is None:
             raise InboundNotFound(f"no inbound message with id {inbound_id}")
         inbound = take(InboundRow, row)

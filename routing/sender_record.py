@@ -1,6 +1,6 @@
 """What the database knows about a sender, fetched in one statement (one round trip per message).
 
-The storm guard's count, the duplicate check, the existing contact with its client, and that
+The rate limit's count, the duplicate check, the existing contact with its client, and that
 client's active contract on the received date are independent questions about the same sender;
 asking them in one SELECT matters because on PostgreSQL a round trip, not the query, is the cost.
 The steps still make their own decisions from the answers.
@@ -9,16 +9,53 @@ The steps still make their own decisions from the answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import bindparam, func, literal, literal_column, select
 from sqlalchemy.engine import Connection
 
-from models import Client, Contact, Sla, Ticket, TicketMessage
+from models import Client, Contact, InboundMessage, Sla, Ticket, TicketMessage
+from models.base import UTCDateTime
 from routing.prepared import Prepared
 from routing.records import ClientRow, ContactRow, SlaRow, columns, take
-from routing.steps.loop_guard import RECENT_NEW_TICKETS, recent_window
 from routing.tickets import ACTIVE_CONTRACT_OF_CLIENT
+
+NEW_TICKET_OUTCOMES = ("ticket_created", "triaged")
+
+#: Tickets a sender opened with mail received within an hour of a message, before or after it
+#: (routing.steps.rate_limit decides with it). Counting the hour after too keeps the limit when
+#: routing runs out of arrival order (concurrent workers, retries): of the messages in any one
+#: hour, the one routed last saw all the others that got a ticket.
+#: Built once: constructing a statement costs more than running it (bind parameters vary).
+RECENT_NEW_TICKETS = (
+    select(func.count())
+    .select_from(InboundMessage)
+    .where(
+        InboundMessage.sender_email == bindparam("rl_sender"),
+        InboundMessage.received_at > bindparam("rl_since", type_=UTCDateTime()),
+        InboundMessage.received_at < bindparam("rl_until", type_=UTCDateTime()),
+        # literal values, not bind parameters: PostgreSQL's generic plan of the prepared statement
+        # can then use the partial index ix_inbound_new_tickets_by_sender (models.inbound)
+        InboundMessage.outcome.in_([literal_column(f"'{o}'") for o in NEW_TICKET_OUTCOMES]),
+        InboundMessage.id != bindparam("rl_inbound_id"),
+    )
+    .scalar_subquery()
+)
+
+
+def recent_window(sender_email: str, received_at, inbound_id: int) -> dict:
+    """Bind parameters of :data:`RECENT_NEW_TICKETS` for a message received at ``received_at``.
+
+    Counts the sender's inbound messages that opened a ticket (``ticket_created`` or
+    ``triaged``), other than this one, received less than an hour before or after it.
+    """
+    return {
+        "rl_sender": sender_email,
+        "rl_since": received_at - timedelta(hours=1),
+        "rl_until": received_at + timedelta(hours=1),
+        "rl_inbound_id": inbound_id,
+    }
+
 
 _DUPLICATE = (
     select(Ticket.number)
@@ -50,7 +87,7 @@ _SLA_AT = _CLIENT_AT + len(ClientRow._fields)
 class SenderRecord:
     """The answers of :func:`lookup_sender`."""
 
-    recent_new_tickets: int  # tickets this sender opened in the hour before the message
+    recent_new_tickets: int  # tickets this sender opened within an hour of the message
     duplicate_ticket_number: int | None  # the ticket that already has this Message-ID from them
     contact: ContactRow | None  # the contact with this address, if any
     client: ClientRow | None  # that contact's client

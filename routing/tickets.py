@@ -13,9 +13,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from models import Client, Contact, Contract, Sla, Ticket, TicketMessage, utcnow
+from models.business_hours import InvalidBusinessHours
 from routing.prepared import Prepared
 from routing.records import ClientRow, ContactRow, SlaRow
-from models.business_hours import InvalidBusinessHours
 from routing.sla import due_at
 
 _CURRENT_TICKET_ID = literal_column("currval(pg_get_serial_sequence('tickets', 'id'))")

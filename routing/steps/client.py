@@ -1,4 +1,4 @@
-"""Step 4, client: an existing contact with the sender's address decides; else the domain match."""
+"""Step 8, client: an existing contact with the sender's address decides; else the domain match."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 5, contact: the existing contact, or a new auto-created one when the client is known."""
+"""Step 9, contact: the existing contact, or a new auto-created one when the client is known."""
 
 from __future__ import annotations
 

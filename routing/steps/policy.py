@@ -1,4 +1,4 @@
-"""Step 7, policy: may this message open a new ticket? (Replies to a ticket always may.)"""
+"""Step 11, policy: may this message open a new ticket? (Replies to a ticket always may.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 6, thread: does the message continue a ticket? In-Reply-To, References, then subject tag."""
+"""Step 10, thread: does the message continue a ticket? In-Reply-To, References, then subject tag."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 8, write: the new ticket and its first message, or the appended reply."""
+"""Step 13, write: the new ticket and its first message, or the appended reply."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from routing.tickets import LOOKUP, NEW_TICKET_NUMBER, ticket_values
 
 
 def _message_fields(ctx: RoutingContext, ticket_id: int | None, at) -> dict:
-    """The ticket message (routing.pipeline.MESSAGE_COLUMNS), stored with the outcome in one statement."""
+    """The ticket message (routing.statements.MESSAGE_COLUMNS), stored with the outcome in one statement."""
     body = ctx.mail.body
     return {
         "ticket_id": ticket_id,

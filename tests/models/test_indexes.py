@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from routing.steps.loop_guard import RECENT_NEW_TICKETS, recent_window
+from routing.sender_record import RECENT_NEW_TICKETS, recent_window
 
 
 def _plan(engine, statement, values: dict) -> str:

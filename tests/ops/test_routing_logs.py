@@ -9,7 +9,9 @@ import logging
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from routing import actors, pipeline
+from routing import pipeline
+from routing.broker import enqueue, setup_broker, start_worker, stop_worker
+from tests.ingest.smtp_fixtures import configure, count_inbound, inbound_rows, wait_until
 from tests.ops.helpers import store
 from ticketpost.logs import JsonFormatter
 
@@ -53,22 +55,24 @@ def test_a_routing_decision_logs_one_json_line_with_id_and_outcome(sqlite_engine
 def test_retries_and_final_failures_log_id_and_outcome(
     sqlite_url, sqlite_engine, json_lines, monkeypatch
 ):
-    monkeypatch.setenv("TICKETPOST_DATABASE_URL", sqlite_url)
-    from core.settings import reset_settings
-
-    reset_settings()
+    settings = configure(monkeypatch, database_url=sqlite_url, route_max_retries=1,
+                         route_min_backoff_ms=10, route_max_backoff_ms=20)
+    setup_broker(settings)
     inbound_id = store(sqlite_engine, "someone@nowhere.example", "hello")
 
     def database_gone(*args, **kwargs):
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(pipeline, "route_inbound", database_gone)
-    monkeypatch.setattr(actors, "_last_attempt", lambda: False)
-    with pytest.raises(OperationalError):
-        actors._route(inbound_id)  # an attempt with retries left
-    monkeypatch.setattr(actors, "_last_attempt", lambda: True)
-    actors._route(inbound_id)  # the last attempt: recorded as failed
+    worker = start_worker(1, settings)
+    try:
+        assert enqueue(inbound_id)
+        # two attempts (the first and one retry), then dramatiq's on_retry_exhausted records it
+        wait_until(lambda: count_inbound(sqlite_engine, status="failed") == 1, what="failure")
+    finally:
+        stop_worker(worker, 10)
 
     records = routing_records(json_lines)
-    assert [r["outcome"] for r in records] == ["retrying", "failed", "failed"]
+    assert [r["outcome"] for r in records] == ["retrying", "retrying", "failed", "failed"]
     assert {r["inbound_id"] for r in records} == {inbound_id}
+    assert "after 2 attempts" in inbound_rows(sqlite_engine)[0].reason

@@ -1,8 +1,7 @@
 """On PostgreSQL a copy of a message being routed waits for the (Message-ID) duplicate lock.
 
-The pipeline's first statement takes the lock when PostgreSQL can read the Message-ID from the raw
-header itself; the sender step takes it when it cannot (folded, missing). Either way routing must
-wait for a transaction holding that lock, so the duplicate check runs after its commit.
+The pipeline's lock statement takes it with the parsed Message-ID (plain or folded header alike);
+routing must wait for a transaction holding that lock, so the duplicate check runs after its commit.
 """
 
 from __future__ import annotations

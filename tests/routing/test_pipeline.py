@@ -35,7 +35,8 @@ def count(engine, model, *where):
 
 def test_the_steps_run_in_the_documented_order():
     assert [s.__name__ for s in STEPS] == [
-        "parse", "loop_guard", "calendar", "sender", "client", "contact", "thread", "policy", "content", "write"]
+        "parse", "loop_guard", "calendar", "sender", "extract", "rate_limit", "duplicate", "client",
+        "contact", "thread", "policy", "content", "write"]
 
 
 def test_routing_an_inbound_message_twice_returns_the_stored_result_and_changes_nothing(engine, world):
@@ -89,7 +90,7 @@ def test_an_infrastructure_fault_rolls_back_counts_the_attempt_and_re_raises(eng
         raise ConnectionError("database went away")
 
     broken_write.__name__ = "write"
-    monkeypatch.setattr(pipeline, "STEPS", STEPS[:-1] + (broken_write,))
+    monkeypatch.setattr(pipeline, "DATABASE_STEPS", pipeline.DATABASE_STEPS[:-1] + (broken_write,))
     with pytest.raises(ConnectionError):
         route_inbound(inbound_id, engine=engine, settings=Settings())
     with Session(engine) as session:
@@ -97,7 +98,7 @@ def test_an_infrastructure_fault_rolls_back_counts_the_attempt_and_re_raises(eng
         assert (inbound.status, inbound.outcome, inbound.attempts) == ("received", None, 1)
     assert count(engine, Contact, Contact.email == "new.person@acme.com") == 0  # rolled back too
 
-    monkeypatch.setattr(pipeline, "STEPS", STEPS)
+    monkeypatch.undo()
     result = route_inbound(inbound_id, engine=engine, settings=Settings())
     assert result.outcome == "ticket_created"
     with Session(engine) as session:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ingest.store import store_inbound
-from routing.pipeline import _LOCK_INBOUND
+from routing.statements import LOCK_INBOUND_ROW as _LOCK_INBOUND
 
 
 def test_a_prepared_statement_returns_what_sqlalchemy_returns_bytes_json_and_times_included(engine):

@@ -232,7 +232,7 @@ def test_a_burst_of_thirty_mails_from_one_sender_opens_twenty_tickets(engine, ac
     assert tickets(engine) == 20
     for row in rows[20:]:
         assert "rate limit is 20 per hour" in row.reason
-        assert "rate limit" in decision_of(row, "loop_guard")
+        assert "rate limit" in decision_of(row, "rate_limit")
     calm = route(engine, mail(sender="calm@globex.example"))
     assert calm.outcome == "ticket_created"
 

@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-11-27 18:20:00
 
 Routing counts, for every message, the tickets its sender opened in the hour before
-(``routing.steps.loop_guard.RECENT_NEW_TICKETS``). The old index (sender_email, received_at) held
+(``routing.sender_record.RECENT_NEW_TICKETS``). The old index (sender_email, received_at) held
 every message, and the count read each row to check its outcome. The new one holds only messages
 that opened a ticket and (PostgreSQL) carries the id, so the count is answered from the index.
 """
