@@ -49,13 +49,13 @@ from ingest.handover import HandOver, enqueue_for_routing
 from ingest.imap import describe, failure_delay, record_auth_ok, record_failure
 from ingest.imap_lock import lock_for
 from ingest.imap_sync import CheckpointMoved, MailboxGone
-from routing.mailparse import header_message_id
 from ingest.store import inbound_values, insert_inbound
 from models import GraphMessage, InboundMessage, Mailbox
 from models.base import utcnow
 from models.db import get_engine, session_scope
 from models.mailbox import GRAPH_BASE_URL
 from models.oauth2 import AuthFailed, access_token
+from routing.mailparse import header_message_id
 
 log = logging.getLogger(__name__)
 
