@@ -54,14 +54,24 @@ class ImportReport:
     def rows(self) -> int:
         return self.created + self.updated + self.unchanged
 
-    def as_dict(self) -> dict:
-        """The report as the API answers it: applied, created, updated, unchanged, errors."""
+    def as_dict(self, *, max_errors: int | None = None) -> dict:
+        """The report as the API answers it: applied, created, updated, unchanged, errors.
+
+        With ``max_errors``, ``errors`` lists the first that many bad rows and then one entry
+        (at the line of the first row not listed, column null) saying how many more there are.
+        """
+        errors = [e.as_dict() for e in self.errors[:max_errors]]
+        if max_errors is not None and len(self.errors) > max_errors:
+            more = len(self.errors) - max_errors
+            errors.append({"row": self.errors[max_errors].row, "column": None,
+                           "message": f"{more} more bad rows from here on are not listed "
+                                      f"(an answer lists the first {max_errors})"})
         return {
             "applied": self.applied,
             "created": self.created,
             "updated": self.updated,
             "unchanged": self.unchanged,
-            "errors": [e.as_dict() for e in self.errors],
+            "errors": errors,
         }
 
 

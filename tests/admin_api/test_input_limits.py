@@ -117,3 +117,16 @@ def test_numbers_json_cannot_carry_are_a_422_naming_the_field(api, path, body, f
     response = api.post(path, content=body, headers=JSON)
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == field
+
+
+def test_an_import_of_many_bad_rows_lists_the_first_ten_thousand_and_counts_the_rest(api):
+    body = "name\r\n" + "Same\r\n" * 30_001  # every row after the first repeats a name
+    response = api.post("/api/v1/imports/clients?dry_run=true", content=body.encode(),
+                        headers={"content-type": "text/csv"})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert len(errors) == 10_001
+    assert errors[0]["row"] == 3 and errors[-2]["row"] == 10_002
+    assert errors[-1] == {"row": 10_003, "column": None, "message":
+                          "20000 more bad rows from here on are not listed (an answer lists the first 10000)"}
+    assert len(response.content) < 1_500_000
