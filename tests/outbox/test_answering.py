@@ -253,8 +253,9 @@ def test_acknowledgements_are_capped_per_recipient_and_hour(answering, sink):
     deliver(stack, "bob@acme.example", data)
     other = routed(stack.engine, other_id)
     assert [r.outcome for r in rows] == ["ticket_created"] * 3
-    assert decisions(rows[2]) == ["no acknowledgement: 2 acknowledgements went to alice@acme.example in the last "
-                                  "hour, the limit is 2 (TICKETPOST_ACKNOWLEDGE_PER_HOUR)"]
+    assert decisions(rows[2]) == ["no acknowledgement: alice@acme.example opened 2 tickets in the last hour and was "
+                                  "acknowledged at most that often; the limit is 2 acknowledgements an hour "
+                                  "(TICKETPOST_ACKNOWLEDGE_PER_HOUR)"]
     assert decisions(other)[0].startswith("an acknowledgement to bob@acme.example is queued")
     got = sink.wait_for(3)
     assert sorted(m.rcpt_tos[0] for m in got) == ["alice@acme.example", "alice@acme.example", "bob@acme.example"]
