@@ -13,7 +13,9 @@ Documented behaviour it reproduces:
 * ``GET .../messages/{id}/$value``: the raw MIME;
 * ``PATCH .../messages/{id}`` ``{"isRead": true}``; ``POST .../messages/{id}/move``
   ``{"destinationId"}`` (a new id in the other folder);
-* ``throttle(n, seconds)``: the next ``n`` API requests answer ``429`` with ``Retry-After``.
+* ``throttle(n, seconds)``: the next ``n`` API requests answer ``429`` with ``Retry-After``;
+* ``POST /v1.0/users/{user}/sendMail`` with ``Content-Type: text/plain``: a base64 MIME message,
+  answered ``202`` (kept in ``sent_mail`` as (user, MIME bytes)); anything else there is ``400``.
 
 ``hold_patches()`` makes PATCH requests wait (unapplied) until ``release_patches()``: a test can
 kill the poller while its acknowledgement is in flight.
@@ -21,6 +23,7 @@ kill the poller while its acknowledgement is in flight.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -58,6 +61,7 @@ class GraphServer:
     link_epoch: int = 0  # links of an older epoch are expired (410)
     seq: int = 0
     rounds: list = field(default_factory=list)  # (ids, upto) of each delta round begun
+    sent_mail: list = field(default_factory=list)  # (user, raw MIME) of each sendMail
     lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
     _throttle: list = field(default_factory=lambda: [0, 0.0])
@@ -198,6 +202,16 @@ class GraphServer:
         parts = urlsplit(path)
         segments = [unquote(s) for s in parts.path.split("/") if s]
         query = parse_qs(parts.query)
+        if method == "POST" and segments[-1] == "sendMail":  # /v1.0/users/{user}/sendMail (MIME)
+            if not headers.get("Content-Type", "").startswith("text/plain"):
+                return 400, {"error": {"code": "ErrorMimeContentInvalid", "message": "not MIME"}}
+            try:
+                raw = base64.b64decode(body, validate=True)
+            except ValueError:
+                return 400, {"error": {"code": "ErrorMimeContentInvalidBase64String", "message": "bad base64"}}
+            with self.lock:
+                self.sent_mail.append((segments[2], raw))
+            return 202, b"", "text/plain"
         # /v1.0/users/{user}/mailFolders/{folder}/messages/delta
         if method == "GET" and segments[-1] == "delta":
             return self.delta(user=segments[2], folder=segments[4], query=query, headers=headers)

@@ -61,6 +61,7 @@ class Result:
     error: str | None = None
     code: int | None = None
     permanent: bool = False
+    retry_after_s: float | None = None  # the server's own "try again in" (at least the backoff)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def send_mail_rows(rows: list, engine: Engine, settings) -> list[Result]:
         try:
             code = transport.send(sender=envelope_from, recipients=[row.recipient], data=data)
         except SendFailed as exc:
-            results.append(Result(row.id, exc.reason, exc.code, exc.permanent))
+            results.append(Result(row.id, exc.reason, exc.code, exc.permanent, exc.retry_after_s))
             continue
         results.append(Result(row.id, None, code))
     return results
@@ -182,8 +183,8 @@ def record(engine: Engine, rows: list, results: list[Result], settings) -> dict[
                 failed.append(row)
                 counts["failed"] += 1
             else:
-                p.update(r_status="pending", r_reason=result.error[:4000],
-                         r_next=now + timedelta(seconds=policy.backoff_s(row.attempts)))
+                wait = max(policy.backoff_s(row.attempts), result.retry_after_s or 0.0)
+                p.update(r_status="pending", r_reason=result.error[:4000], r_next=now + timedelta(seconds=wait))
                 counts["retrying"] += 1
         params.append(p)
     if params:

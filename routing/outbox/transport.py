@@ -4,8 +4,8 @@
   credentials are sent: a server that offers no STARTTLS never gets the password (the send fails
   with that reason). ``?tls=required`` refuses a server without STARTTLS even without credentials.
 * ``smtps://user:pass@host:465``: TLS from the first byte.
-* ``graph://MAILBOX_ID``: Microsoft Graph ``sendMail`` through a cloud mailbox (SPEC §9); not
-  available in this build yet (the send fails with that reason, the row stays replayable).
+* ``graph://MAILBOX_ID``: Microsoft Graph ``sendMail`` through a cloud mailbox of kind ``graph``
+  (SPEC §9; the mailbox's id, or its name), with the mailbox's OAuth2 access token.
 
 Certificates are verified against the system CAs, or ``TICKETPOST_OUTBOUND_CA_FILE``. A transport
 keeps one SMTP connection per thread open between sends (a dispatcher sends hundreds of mails a
@@ -14,12 +14,20 @@ second over it) and reconnects when the server hung up.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import httpx
+from sqlalchemy import select
+
+from models.db import get_engine
+from models.mailbox import GRAPH_BASE_URL, Mailbox
+from models.oauth2 import AuthFailed, TokenUnavailable, access_token
 
 
 class OutboundConfigError(ValueError):
@@ -29,11 +37,13 @@ class OutboundConfigError(ValueError):
 class SendFailed(Exception):
     """Raised when a message could not be handed over; ``permanent`` when retrying cannot help."""
 
-    def __init__(self, reason: str, *, code: int | None = None, permanent: bool = False) -> None:
+    def __init__(self, reason: str, *, code: int | None = None, permanent: bool = False,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
         self.permanent = permanent
+        self.retry_after_s = retry_after_s  # the server said when to try again
 
 
 @dataclass(frozen=True)
@@ -216,13 +226,70 @@ class SmtpTransport(Transport):
 
 
 class GraphTransport(Transport):
-    """``graph://MAILBOX_ID``: sendMail through a cloud mailbox; not available in this build."""
+    """``graph://MAILBOX_ID``: Microsoft Graph ``sendMail`` as a cloud mailbox (SPEC §9), MIME as is.
 
-    def __init__(self, url: OutboundUrl) -> None:
+    The message goes base64-encoded with ``Content-Type: text/plain`` (Graph's MIME form of
+    ``POST /users/{user}/sendMail``, answered ``202``); Graph takes the recipients from its To
+    header and sends as the mailbox's user, so TICKETPOST_REPLY_FROM should be that address. The
+    access token comes from ``models.oauth2.access_token`` (cached, refreshed once on ``401``).
+    ``429``/``503`` are retried after their ``Retry-After``; other ``4xx`` are refusals.
+    """
+
+    def __init__(self, url: OutboundUrl, *, settings, timeout_s: float = 30.0) -> None:
         self.url = url
+        self.settings = settings
+        self.http = httpx.Client(timeout=timeout_s)
+
+    def _mailbox(self, engine):
+        key = self.url.mailbox_id or ""
+        query = select(Mailbox.id, Mailbox.username, Mailbox.graph_base_url, Mailbox.kind)
+        query = query.where(Mailbox.id == int(key)) if key.isdigit() else query.where(Mailbox.name == key)
+        with engine.connect() as db:
+            row = db.execute(query).first()
+        if row is None:
+            raise SendFailed(f"{self.url}: there is no mailbox {key!r}")
+        if row.kind != "graph":
+            raise SendFailed(f"{self.url}: mailbox {key!r} is not a Graph mailbox (kind {row.kind})", permanent=True)
+        return row
 
     def send(self, *, sender: str, recipients: list[str], data: bytes) -> int | None:
-        raise SendFailed(f"{self.url}: sending through a Graph mailbox is not available in this build")
+        engine = get_engine(self.settings.database_url)
+        mailbox = self._mailbox(engine)
+        api = f"{(mailbox.graph_base_url or GRAPH_BASE_URL).rstrip('/')}/v1.0/users/{quote(mailbox.username, safe='@')}/sendMail"
+        body = base64.b64encode(data)
+        for fresh in (False, True):
+            try:
+                token = access_token(mailbox.id, engine=engine, settings=self.settings, refresh=fresh)
+            except AuthFailed as exc:
+                raise SendFailed(f"{self.url}: the mailbox's credentials are refused ({exc})") from None
+            except TokenUnavailable as exc:
+                raise SendFailed(f"{self.url}: no access token now ({exc})") from None
+            try:
+                response = self.http.post(api, content=body, headers={"Authorization": f"Bearer {token}",
+                                                                      "Content-Type": "text/plain"})
+            except httpx.HTTPError as exc:
+                raise SendFailed(f"{self.url}: {type(exc).__name__}: {exc}") from None
+            if response.status_code < 300:
+                return response.status_code
+            if response.status_code == 401 and not fresh:
+                continue
+            break
+        status = response.status_code
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        what = f"{self.url}: Graph sendMail answered {status} {error.get('code') or ''}: {error.get('message') or response.text[:200]}"
+        if status in (429, 503):
+            raise SendFailed(what, code=status, retry_after_s=_retry_after(response))
+        raise SendFailed(what, code=status, permanent=400 <= status < 500 and status not in (401, 408))
+
+
+def _retry_after(response) -> float | None:
+    try:
+        return min(3600.0, max(0.0, float(response.headers.get("Retry-After", ""))))
+    except ValueError:
+        return None
 
 
 def _text(value) -> str:
@@ -245,7 +312,7 @@ def get_transport(settings) -> Transport | None:
         if transport is None:
             url = parse_outbound_url(settings.outbound_url)
             if url.scheme == "graph":
-                transport = GraphTransport(url)
+                transport = GraphTransport(url, settings=settings, timeout_s=settings.outbound_timeout_s)
             else:
                 transport = SmtpTransport(url, ca_file=settings.outbound_ca_file,
                                           timeout_s=settings.outbound_timeout_s,
