@@ -193,6 +193,17 @@ def format_status(data: dict) -> str:
             out.append("Oldest unrouted message: none, every stored message is routed")
         out.append("")
 
+        out.append("Outbox (acknowledgements, notices, webhooks)")
+        if data.get("outbox"):
+            rows = [[o["kind"], o["status"], o["count"]] for o in data["outbox"]]
+            out += _table(["kind", "status", "messages"], rows)
+            if data.get("oldest_pending_outbox_at"):
+                out.append(f"  oldest unsent: waiting {_age(data['oldest_pending_outbox_age_s'])}"
+                           f" (written {_when(data['oldest_pending_outbox_at'])}); see GET /api/v1/outbox")
+        else:
+            out.append("  (nothing sent or queued)")
+        out.append("")
+
         out.append("Mailboxes")
         if data["mailboxes"]:
             rows = [
