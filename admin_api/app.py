@@ -31,7 +31,7 @@ from admin_api.routes import (
     tokens,
 )
 from admin_api.services.errors import Conflict, Invalid, NotFound
-from models.db import READ_ONLY_OPTION, get_engine, session_factory
+from models.db import get_engine, reading, session_factory
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
 def check_database(app: FastAPI) -> None:
     """Readiness: the database answers and carries our schema (``ticketpost migrate`` ran)."""
-    with app.state.engine.connect() as conn:
+    with reading(app.state.engine).connect() as conn:  # never waits for SQLite's write lock
         conn.execute(text("SELECT version_num FROM alembic_version")).first()
 
 
@@ -118,7 +118,7 @@ def create_app(*, engine: Engine | None = None, settings: Settings | None = None
     app.state.read_sessionmaker = (
         session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         if engine.dialect.name == "postgresql"
-        else session_factory(engine.execution_options(**{READ_ONLY_OPTION: True}))
+        else session_factory(reading(engine))
         if engine.dialect.name == "sqlite"
         else None
     )

@@ -103,6 +103,12 @@ def _drop_if_server_hung_up(dbapi_connection, _record, _proxy) -> None:
         raise exc.DisconnectionError("the server sent something to an idle connection (restart or termination)")
 
 
+def reading(engine: Engine) -> Engine:
+    """``engine`` for reads only: on SQLite its transactions begin deferred (a WAL read
+    snapshot) instead of taking the write lock up front, so they never wait for a writer."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
 @contextmanager
 def read_snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection in one read-only transaction that sees one consistent state of the data.

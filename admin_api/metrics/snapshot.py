@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from admin_api.services.mailboxes import mailbox_health as health_word
 from models import InboundMessage, Mailbox, OutboxItem
+from models.db import reading
 from routing.queues import BrokerUnavailable, QueueDepth, queue_depths
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ def mailbox_health(
 def take_snapshot(*, engine: Engine, settings=None, broker=None) -> Snapshot:
     """Read the database and the broker now; a part that cannot be read is named, not raised."""
     snap = Snapshot(taken_at=datetime.now(timezone.utc))
+    engine = reading(engine)  # a scrape never waits for (nor holds) SQLite's write lock
     try:
         snap.inbound = inbound_counts(engine)
         snap.oldest_unrouted_at = oldest_unrouted_at(engine)

@@ -180,3 +180,23 @@ def test_the_api_process_enforces_the_metrics_token_from_its_environment(sqlite_
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
+
+
+def test_readyz_and_metrics_answer_while_a_writer_holds_the_sqlite_write_lock(sqlite_url, sqlite_engine):
+    """Health and scrapes only read: they never queue behind SMTP commits or an import."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    client = TestClient(create_app(engine=sqlite_engine, settings=Settings(database_url=sqlite_url)))
+    writer = sqlite3.connect(make_url(sqlite_url).database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE clients SET notes = 'busy'")
+    try:
+        ready = client.get("/readyz")
+        scrape = client.get("/metrics")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+    assert scrape.status_code == 200 and "ticketpost_up{component=\"database\"} 1.0" in scrape.text
