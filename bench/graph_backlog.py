@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.graph_backlog --pg       # PostgreSQL instead of the SQLite file
 
 A ``kind: graph`` mailbox (client credentials, ``token_url`` and ``graph_base_url`` pointing at
-``tests/graph_server.py`` on loopback) finds a backlog of ``--n`` ``bench.corpus`` messages
+``bench/graph_server.py`` on loopback) finds a backlog of ``--n`` ``bench.corpus`` messages
 (2-200 KB, realistic MIME) in its inbox, all received after its ``since``. Measured: from
 ``GraphService.start()`` until every message is stored *and* marked read (``graph_messages.acked``
 for all), i.e. the delta pages, one ``$value`` and one ``PATCH isRead`` per message, and the
@@ -43,13 +43,13 @@ def run(n: int, *, pg: bool, page_size: int) -> dict:
     from ingest.graph import GraphService
     from models import GraphMessage
     from models.db import get_engine, session_scope
-    from tests.graph_server import GraphServer
+    from bench.graph_server import GraphServer
 
     import multiprocessing
 
     import httpx
 
-    from tests.graph_server import serve_corpus
+    from bench.graph_server import serve_corpus
 
     workdir = tempfile.mkdtemp(prefix="tp-bench-graph-")
     url, drop = _database(pg, workdir)

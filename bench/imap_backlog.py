@@ -4,7 +4,7 @@
     .venv/bin/python bench/imap_backlog.py --quick    # 1,000 messages, 20 IDLE samples
     .venv/bin/python bench/imap_backlog.py --pg       # PostgreSQL + Redis + a worker process
 
-It starts a throwaway Dovecot (``tests/ingest/dovecot.py``: Debian ``dovecot-imapd``, loopback,
+It starts a throwaway Dovecot (``bench/dovecot.py``: Debian ``dovecot-imapd``, loopback,
 plain IMAP), creates a migrated database seeded with the corpus clients, and adds one mailbox.
 Two shapes:
 
@@ -102,7 +102,7 @@ def run(n: int, samples: int, pg: bool, route_after: bool = False) -> dict:
     from sqlalchemy import func, select
 
     from bench.corpus import corpus_kind, generate, seed_database
-    from tests.ingest.dovecot import Dovecot
+    from bench.dovecot import Dovecot
 
     workdir = tempfile.mkdtemp(prefix="tp-bench-imap-")
     dovecot = Dovecot.create()

@@ -102,11 +102,6 @@ def get_client(session: Session, *, client_id: int) -> Client:
     return client
 
 
-def find_client_by_name(session: Session, *, name: str) -> Client | None:
-    """The client with this name, compared case-insensitively, or None."""
-    return session.scalar(select(Client).where(func.lower(Client.name) == name.strip().lower()))
-
-
 def list_clients(
     session: Session,
     *,

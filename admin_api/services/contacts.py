@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -175,11 +175,6 @@ def get_contact(session: Session, *, contact_id: int) -> Contact:
     return contact
 
 
-def find_contact_by_email(session: Session, *, email: str) -> Contact | None:
-    """The contact with this address (any case), or None."""
-    return session.scalar(select(Contact).where(Contact.email == normalize_email(email)))
-
-
 def list_contacts(
     session: Session,
     *,
@@ -253,8 +248,3 @@ def _flush(session: Session, email: str) -> None:
         session.flush()
     except IntegrityError:
         raise Conflict(f"e-mail {email} was taken by another contact at the same time; retry") from None
-
-
-def count_contacts(session: Session, *, client_id: int) -> int:
-    """How many contacts a client has."""
-    return int(session.scalar(select(func.count()).select_from(Contact).where(Contact.client_id == client_id)) or 0)

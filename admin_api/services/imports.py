@@ -239,16 +239,6 @@ def import_file(
     return report
 
 
-def import_clients(*, session: Session, source: BinaryIO, **options) -> ImportReport:
-    """Import a clients.csv file; see ``import_file``."""
-    return import_file(session=session, kind="clients", source=source, **options)
-
-
-def import_contacts(*, session: Session, source: BinaryIO, **options) -> ImportReport:
-    """Import a contacts.csv file; see ``import_file``."""
-    return import_file(session=session, kind="contacts", source=source, **options)
-
-
 # --- cell checks shared by the importers ---------------------------------------------------------
 
 

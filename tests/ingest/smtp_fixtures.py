@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from models import InboundMessage, TicketMessage
 from models.db import dispose_engines, make_engine
 from tests.conftest import free_port, port_open, service_missing
-from tests.tls import self_signed_cert  # noqa: F401  (re-exported for the SMTP tests)
+from bench.tls import self_signed_cert  # noqa: F401  (re-exported for the SMTP tests)
 from core.settings import Settings, get_settings, reset_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.conftest import free_port
-from tests.tls import self_signed_cert
+from bench.tls import self_signed_cert
 
 USER, PASSWORD = "ticketpost", "s3cret-pass"
 
