@@ -464,8 +464,10 @@ def run(args) -> dict:
         # 2a. the durable listener alone (no worker competes for the CPU yet)
         alone = corpus[n_e2e + n_paced:]  # the corpus's tail: nothing later refers to it
         if alone:
+            cpu_before = cpu_seconds(smtp_proc.pid)
             res = send_corpus(stack.smtp_port, alone, sessions=args.sessions,
                               rate=args.listener_rate or None, rcpt=args.rcpt)
+            cpu_alone = (cpu_seconds(smtp_proc.pid) - cpu_before) * 1000 / max(1, len(res.accepted))
             rate_alone = len(res.accepted) / (res.last_ack - res.first_start)
             acks_alone = [s.ack_s * 1000 for s in res.accepted]
             offered_alone = (f"offered {args.listener_rate:.0f}/s" if args.listener_rate
@@ -473,9 +475,22 @@ def run(args) -> dict:
             print(f"ticketpost smtp alone (no routing running, {offered_alone}): "
                   f"{rate_alone:.0f} accepted/s = {100 * rate_alone / noop_rate:.0f} % of our no-op "
                   f"listener, {100 * rate_alone / bare_rate:.0f} % of stock aiosmtpd; "
-                  f"time-to-250 p50 {pct(acks_alone, 50):.1f} ms p99 {pct(acks_alone, 99):.1f} ms",
-                  file=sys.stderr)
+                  f"time-to-250 p50 {pct(acks_alone, 50):.1f} ms p99 {pct(acks_alone, 99):.1f} ms; "
+                  f"listener CPU {cpu_alone:.2f} ms per message", file=sys.stderr)
             alone_ids = [s.inbound_id for s in res.accepted if s.inbound_id is not None]
+            if args.listener_only:
+                return {
+                    "listener_accept_per_s": round(rate_alone, 1),
+                    "listener_share_of_noop": round(rate_alone / noop_rate, 3),
+                    "listener_p50_ack_ms": round(pct(acks_alone, 50), 2),
+                    "listener_p99_ack_ms": round(pct(acks_alone, 99), 2),
+                    "listener_cpu_ms_per_message": round(cpu_alone, 3),
+                    "intake_noop_accept_per_s": round(noop_rate, 1),
+                    "bare_accept_per_s": round(bare_rate, 1),
+                    "accepted": len(res.accepted),
+                    "load_average_start": load_start,
+                    "load_average_end": load_average(),
+                }
 
         worker_proc = stack.start_worker("--processes", str(args.worker_processes),
                                          "--threads", str(args.worker_threads))
@@ -574,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rcpt", default="support@msp.example")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
+    parser.add_argument("--listener-only", action="store_true",
+                        help="stop after the listener-alone phase (--listener messages)")
     parser.add_argument("--sqlite", action="store_true",
                         help="the embedded database (a SQLite file) instead of PostgreSQL")
     parser.add_argument("--redis-url", default=REDIS_URL)

@@ -48,6 +48,7 @@ from sqlalchemy.engine import Engine
 
 from ingest.store import content_sha256, inbound_values, insert_inbound
 from models import InboundMessage, Mailbox
+from models.addresses import InvalidAddress, parse_address
 from models.base import utcnow
 from models.db import session_scope
 from routing.mailparse import header_message_id
@@ -672,9 +673,12 @@ def _row(ctx: SyncPass, item: Item) -> dict:
                               sha256=item.sha256)
     headers = _parse_headers(item.headers or b"")
     sender = None
-    if headers.get("From"):
-        addresses = [a for _, a in getaddresses([str(headers.get("From"))]) if "@" in a]
-        sender = addresses[0].lower()[:320] if addresses else None
+    for _, address in getaddresses([str(headers.get("From") or "")]):
+        try:
+            sender = parse_address(address).key[:320]  # as routing stores a sender
+            break
+        except InvalidAddress:
+            continue
     subject = None
     if headers.get("Subject"):
         from routing.mailparse import decode_header_value

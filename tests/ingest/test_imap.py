@@ -275,6 +275,7 @@ def test_an_oversized_message_is_recorded_not_downloaded_and_not_fetched_again(
         assert stub.raw == b"" and stub.size > 50_000
         assert (stub.status, stub.outcome) == ("failed", "failed")
         assert "over the limit" in stub.reason and stub.subject == "huge attachment"
+        assert stub.sender_email == "user1@acme.example"
         assert recorder.ids == [normal.id]
     flags = dovecot.flags()
     assert TOO_LARGE_KEYWORD.encode() in flags[1] and b"\\Seen" not in flags[1]
