@@ -37,7 +37,8 @@ def make_engine(url: str, **kwargs) -> Engine:
     (not a process crash) can undo transactions that had committed, after the SMTP ``250`` or the
     IMAP ``\\Seen`` that acknowledged them. ``FULL`` syncs the log at every COMMIT; the SMTP
     listener's group commit and the IMAP batches share one COMMIT among many messages, which keeps
-    its cost small (BENCHMARKS.md, "SQLite durability").
+    intake's rate; routing pays one sync per message (BENCHMARKS.md, "Ingest layout, one write
+    path and durable SQLite").
     A connection in ``AUTOCOMMIT`` isolation reads without it (each statement on its own).
     """
     if url.startswith("sqlite"):
