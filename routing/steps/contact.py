@@ -16,28 +16,43 @@ from routing.records import ClientRow, ContactRow, columns
 _NAME_SPLIT = re.compile(r"[._\-+]+")
 
 
+#: The last name of a contact known by one name only (``info@acme.example`` → "Info"): contacts
+#: need both names (SPEC §1; the API and the contacts import refuse an empty one), and this one
+#: sorts such role mailboxes together and imports back unchanged from an export.
+UNKNOWN_LAST_NAME = "(unknown)"
+
+
+def _finished(first: str, last: str) -> tuple[str, str]:
+    """Both names storable (100 characters, no NUL), trimmed, and never empty."""
+    first, last = clean_text(first, 100).strip(), clean_text(last, 100).strip()
+    return first or "unknown", last or UNKNOWN_LAST_NAME
+
+
 def names_for(display_name: str, address: str) -> tuple[str, str]:
-    """First and last name from the display name (``Last, First`` too), else from the local part."""
+    """First and last name from the display name (``Last, First`` too), else from the local part.
+
+    A sender known by one name only gets :data:`UNKNOWN_LAST_NAME` as last name.
+    """
     name = " ".join(display_name.replace('"', " ").split())
     if name and "@" not in name:
         if "," in name:
             last, _, first = name.partition(",")
             first, last = first.strip(), last.strip()
             if first and last:
-                return clean_text(first, 100), clean_text(last, 100)
+                return _finished(first, last)
             name = (first or last)
         parts = name.split(" ")
         if len(parts) == 1:
-            return clean_text(parts[0], 100), ""
-        return clean_text(" ".join(parts[:-1]), 100), clean_text(parts[-1], 100)
+            return _finished(parts[0], "")
+        return _finished(" ".join(parts[:-1]), parts[-1])
     local = address.partition("@")[0].strip('"')
     pieces = [p for p in _NAME_SPLIT.split(local) if p]
     if not pieces:
-        return clean_text(local[:100] or "unknown", 100), ""
+        return _finished(local[:100], "")
     pieces = [p.capitalize() for p in pieces]
     if len(pieces) == 1:
-        return clean_text(pieces[0], 100), ""
-    return clean_text(" ".join(pieces[:-1]), 100), clean_text(pieces[-1], 100)
+        return _finished(pieces[0], "")
+    return _finished(" ".join(pieces[:-1]), pieces[-1])
 
 
 def contact(ctx: RoutingContext) -> None:

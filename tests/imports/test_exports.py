@@ -13,7 +13,7 @@ from admin_api.services.exports import export_csv
 from admin_api.services.import_templates import escape_cell, template_csv, unescape_cell
 from models import Client, ClientDomain, Contact, Sla, ThresholdProfile
 from models.db import session_scope
-from tests.imports.conftest import add_client, add_contact, add_sla, run_import, snapshot
+from tests.imports.conftest import add_client, add_contact, add_sla, contact_by_email, run_import, snapshot
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -140,3 +140,34 @@ def test_export_then_import_changes_nothing_and_rebuilds_the_same_data(db, gener
     rebuilt = run_import(engine, "clients", clients_csv), run_import(engine, "contacts", contacts_csv)
     assert [r.errors for r in rebuilt] == [[], []]
     assert (export(engine, "clients"), export(engine, "contacts")) == (clients_csv, contacts_csv)
+
+
+# --- contacts routing created ---------------------------------------------------------------------
+
+ROUTED_SENDERS = [
+    "info@acme.com",                      # one name from the local part (was first "Info", last "")
+    "Support <support@acme.com>",         # one name from the display name
+    "John Smith <john.smith@acme.com>",
+    '"Müller, Jürgen" <jm@acme.com>',
+    "=cmd <x-1@acme.com>",                # a formula character, escaped on export
+    '"," <comma@acme.com>',               # a display name of nothing but a comma
+]
+
+
+def test_contacts_routing_created_export_and_import_back_unchanged(db):
+    from core.settings import Settings
+    from ingest.store import store_inbound
+    from routing.pipeline import route_inbound
+
+    add_client(db, "Acme", "acme.com")
+    for n, sender in enumerate(ROUTED_SENDERS):
+        raw = (f"From: {sender}\r\nTo: help@msp.example\r\nSubject: hello {n}\r\n"
+               f"Message-ID: <routed-{n}@acme.com>\r\n\r\nbody\r\n").encode()
+        result = route_inbound(store_inbound(raw=raw, source="smtp", engine=db), engine=db, settings=Settings())
+        assert result.outcome == "ticket_created", result.reason
+    info = contact_by_email(db, "info@acme.com")
+    assert (info.first_name, info.last_name, info.auto_created) == ("Info", "(unknown)", True)
+    before = snapshot(db)
+    report = run_import(db, "contacts", export(db, "contacts"))
+    assert (report.errors, report.unchanged) == ([], len(ROUTED_SENDERS))
+    assert snapshot(db) == before
