@@ -51,6 +51,8 @@ class TokenServer:
     service_accounts: dict[str, object] = field(default_factory=dict)  # client_email → public key
     app_user: str | None = None  # whose mailbox an app-only token may open (IMAP.AccessAsApp)
     requests: dict[str, int] = field(default_factory=dict)
+    issued_with: dict[str, str] = field(default_factory=dict)  # access token → its refresh token
+    on_introspect: object = None  # called with the access token a resource server asks about
     lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
     _server: ThreadingHTTPServer | None = None
@@ -132,6 +134,8 @@ class TokenServer:
 
     def handle(self, path: str, form: dict) -> tuple[int, dict]:
         if path.endswith("/introspect"):
+            if self.on_introspect is not None:
+                self.on_introspect(form.get("token", ""))
             grant = self.access.get(form.get("token", ""))
             if grant is None:
                 return 200, {"active": False}
@@ -210,6 +214,7 @@ class TokenServer:
                 new = "rt-" + secrets.token_urlsafe(16)
                 self.refresh[new] = grant
                 body["refresh_token"] = new
+                self.issued_with[token] = new
         return body
 
 

@@ -102,6 +102,10 @@ def test_a_rotated_refresh_token_is_stored_and_a_restart_after_many_rotations_ke
     first = token_server.issue_refresh_token(oauth_dovecot.user, "app-1")
     mailbox_id = add_oauth2_mailbox(engine, oauth_dovecot, token_server, grant="refresh_token",
                                     refresh_token=first)
+    # when Dovecot asks about an access token, the refresh token issued with it is stored already
+    checks: list[bool] = []
+    token_server.on_introspect = lambda token: checks.append(
+        stored_refresh_token(engine, mailbox_id) == token_server.issued_with.get(token))
     settings = imap_settings(database_url, oauth_dovecot)
     service = running(settings, engine)
     oauth_dovecot.append([message(1)])
@@ -121,6 +125,7 @@ def test_a_rotated_refresh_token_is_stored_and_a_restart_after_many_rotations_ke
     oauth_dovecot.append([message(2)])
     eventually(lambda: inbound_count(engine) == 2, what="mail after the restart")
     assert token_server.count("refresh_token") == 7
+    assert len(checks) == 2 and all(checks)  # two logins, each after its rotation was stored
     assert mailbox_health(mailbox_row(engine, mailbox_id)) == "ok"
 
 

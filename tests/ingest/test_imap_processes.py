@@ -82,7 +82,8 @@ def lock_holder(engine, mailbox_id: int) -> str | None:
             text(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :ns "
-                "AND l.objid::bigint = :id"
+                "AND l.objid::bigint = :id AND l.objsubid = 2 AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"ns": NAMESPACE, "id": mailbox_id},
         ).scalar()

@@ -133,3 +133,26 @@ def test_status_exits_1_and_says_why_when_the_broker_is_unreachable(installation
     status = json.loads(out)
     assert status["broker_error"]
     assert status["unrouted"] == 2  # the database part is still there
+
+
+def test_status_shows_a_mailbox_whose_provider_refuses_its_credentials_as_auth_failed(
+    database_url, engine, status_here
+):
+    with session_scope(engine) as session:
+        session.add(Mailbox(
+            name="m365", kind="graph", auth="oauth2", host="graph.microsoft.com",
+            username="support@msp.example", enabled=True, consecutive_failures=2,
+            last_error="invalid_grant: AADSTS50173: The provided grant has expired",
+            auth_error="invalid_grant: AADSTS50173: The provided grant has expired",
+        ))
+        session.add(Mailbox(name="imap", host="imap.msp.example", username="u", enabled=True,
+                            last_success_at=datetime.now(timezone.utc)))
+    env = {"TICKETPOST_DATABASE_URL": database_url, "TICKETPOST_API_PORT": str(free_port())}
+    code, out = status_here("--json", env=env)
+    mailboxes = {m["name"]: m for m in json.loads(out)["mailboxes"]}
+    assert mailboxes["m365"]["health"] == "auth_failed" and mailboxes["m365"]["kind"] == "graph"
+    assert mailboxes["m365"]["auth_error"].startswith("invalid_grant: AADSTS50173")
+    assert mailboxes["imap"]["health"] == "ok"
+    code, out = status_here(env=env)
+    line = next(line for line in out.splitlines() if line.strip().startswith("m365"))
+    assert "graph" in line and "auth_failed" in line and "invalid_grant: AADSTS50173" in line
