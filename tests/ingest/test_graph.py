@@ -253,3 +253,27 @@ def _unacked(engine) -> int:
 def _tickets(engine) -> int:
     with session_scope(engine) as session:
         return session.scalar(select(func.count(Ticket.id)))
+
+
+def test_ticketpost_up_polls_a_graph_mailbox_and_routes_its_mail_to_a_ticket(
+    graph_server, sqlite_engine, sqlite_url, tmp_path
+):
+    from tests.conftest import free_port
+
+    seed_client(sqlite_engine)
+    add_graph_mailbox(sqlite_engine, graph_server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETPOST_")}
+    env.update(TICKETPOST_DATABASE_URL=sqlite_url, TICKETPOST_SECRET_KEY=SECRET_KEY,
+               TICKETPOST_SMTP_PORT=str(free_port()), TICKETPOST_API_PORT=str(free_port()),
+               TICKETPOST_GRAPH_POLL_SECONDS="0.2", PYTHONPATH=str(ROOT))
+    up = subprocess.Popen([sys.executable, "-m", "ticketpost.cli", "up"], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        graph_id = deliver(graph_server, 1)
+        eventually(lambda: _tickets(sqlite_engine) == 1, timeout=60, what="a ticket")
+        eventually(lambda: graph_server.read_state()[graph_id], what="marked read")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output = up.communicate(timeout=60)[0]
+    assert up.returncode == 0, output
+    assert "Graph pollers: running" in output
