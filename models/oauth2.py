@@ -306,16 +306,12 @@ def token_answer(response: httpx.Response) -> dict[str, Any]:
     if not _AADSTS.search(detail) and body.get("error_codes"):
         detail = f"AADSTS{body['error_codes'][0]}: {detail}".rstrip(": ")
     if response.status_code in (400, 401, 403) and (code in REFUSALS or _AADSTS.search(detail)):
-        return _raise(AuthFailed(code or "refused", detail))
+        raise AuthFailed(code or "refused", detail)
     if response.status_code == 200:
         raise TokenUnavailable("the token endpoint answered without an access_token")
     raise TokenUnavailable(
         f"token endpoint answered {response.status_code} {code} {detail}".strip()
     )
-
-
-def _raise(exc: Exception):
-    raise exc
 
 
 def _lifetime(answer: dict[str, Any]) -> float:
