@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     outbox_max_backoff_s: float = 3600.0
     outbox_lease_s: float = 120.0  # a claimed row is sent again after this if its sender died
     outbox_poll_interval_s: float = 5.0
+    outbox_connections: int = 4  # mails of a batch sent at once, per process (one connection each)
 
     worker_threads: int = 2
     route_max_retries: int = 5

@@ -30,7 +30,7 @@ from routing import statements as sql
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import RoutingStop
-from routing.outbox.answer import Answer, plan_answer, write_answer
+from routing.outbox.answer import Answer, answer_params, plan_answer, write_answer
 from routing.outbox.dispatcher import hand_over
 from routing.records import InboundRow, TicketRow, take
 from routing.sender_record import lookup_sender
@@ -294,13 +294,19 @@ def record_outcome(
         "routed_at": utcnow(),
     }
     params = {"o_inbound_id": inbound.id, **{"o_" + k: v for k, v in values.items()}}
+    answer_written = None
     touch = reply and ticket is not None
     if message is not None:
         params.update({"m_" + k: message[k] for k in sql.MESSAGE_COLUMNS})
     if touch:
         params.update({"t_id": ticket.id, "t_status": ticket_status, "t_updated_at": utcnow()})
     if db.dialect.name == "postgresql":
-        if new_ticket is not None:
+        if new_ticket is not None and answer is not None and answer.kind == "acknowledgement":
+            params.update({"n_" + k: v for k, v in new_ticket.items()})
+            params.update(answer_params(answer, inbound_id=inbound.id, ticket_id=None))
+            _number_new_ticket(values, sql.RECORD_WITH_NEW_TICKET_AND_ACKNOWLEDGEMENT.first(db, params)[0])
+            answer_written, answer = answer, None  # written with the outcome
+        elif new_ticket is not None:
             params.update({"n_" + k: v for k, v in new_ticket.items()})
             _number_new_ticket(values, sql.RECORD_WITH_NEW_TICKET.first(db, params)[0])
         else:
@@ -316,6 +322,7 @@ def record_outcome(
         if touch:
             sql.TOUCH_TICKET.rows(db, params)
         sql.RECORD.rows(db, params)
+    answered = answer is not None or answer_written is not None
     if answer is not None:
         write_answer(db, answer, inbound_id=inbound.id, ticket_id=values["ticket_id"])
     log.info(
@@ -331,7 +338,7 @@ def record_outcome(
         contact_id=contact_id,
         ticket_id=values["ticket_id"],
         ticket_number=values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None,
-        answered=answer is not None,
+        answered=answered,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Text, bindparam, cast, func, insert, literal, select, update
 
 from models import InboundMessage, Ticket, TicketMessage
+from routing.outbox.answer import with_acknowledgement
 from routing.prepared import Prepared
 from routing.records import InboundRow, columns
 from routing.tickets import NEW_TICKET_NUMBER, new_ticket_insert
@@ -99,6 +100,8 @@ _RECORD_WITH_NEW_TICKET = (
     .returning(_INBOUND.c.ticket_id)
 )
 
+#: The same, writing the new ticket's acknowledgement too (routing.outbox.answer): one statement.
+RECORD_WITH_NEW_TICKET_AND_ACKNOWLEDGEMENT = Prepared(with_acknowledgement(_RECORD_WITH_NEW_TICKET, _NEW_TICKET))
 RECORD, ADD_MESSAGE, TOUCH_TICKET, RECORD_WITH_MESSAGE, RECORD_WITH_REPLY, RECORD_WITH_NEW_TICKET = map(
     Prepared, (_RECORD, _ADD_MESSAGE, _TOUCH_TICKET, _RECORD_WITH_MESSAGE, _RECORD_WITH_REPLY,
                _RECORD_WITH_NEW_TICKET))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -95,7 +96,12 @@ FAILED_HOOKS: list[Callable[[Connection, list], None]] = []
 
 
 def send_mail_rows(rows: list, engine: Engine, settings) -> list[Result]:
-    """The handler of the mail kinds: compose each row and hand it to the outbound transport."""
+    """The handler of the mail kinds: compose each row, hand them to the outbound transport.
+
+    The mails of a batch go out over up to ``TICKETPOST_OUTBOX_CONNECTIONS`` connections at once
+    (threads of one pool per process, each keeping its connection open): a send is mostly
+    waiting for the server's four replies, so one connection at a time left the dispatcher idle.
+    """
     transport = get_transport(settings)
     if transport is None:
         return [Result(r.id, "TICKETPOST_OUTBOUND_URL is not set: nothing can be sent") for r in rows]
@@ -103,21 +109,43 @@ def send_mail_rows(rows: list, engine: Engine, settings) -> list[Result]:
         values = load_values(db, rows)
     sender = settings.reply_address
     envelope_from = parseaddr(sender)[1]
-    results = []
+    results: dict[int, Result] = {}
+    ready = []
     for row in rows:
         try:
-            data = compose(row, values[row.id], reply_address=sender)
+            ready.append((row, compose(row, values[row.id], reply_address=sender)))
         except Exception as exc:  # noqa: BLE001 - a row that cannot be built must not stop the others
             log.exception("cannot build the mail of outbox row %s", row.id)
-            results.append(Result(row.id, f"cannot build the mail: {type(exc).__name__}: {exc}", permanent=True))
-            continue
+            results[row.id] = Result(row.id, f"cannot build the mail: {type(exc).__name__}: {exc}", permanent=True)
+
+    def send(item) -> Result:
+        row, data = item
         try:
             code = transport.send(sender=envelope_from, recipients=[row.recipient], data=data)
         except SendFailed as exc:
-            results.append(Result(row.id, exc.reason, exc.code, exc.permanent, exc.retry_after_s))
-            continue
-        results.append(Result(row.id, None, code))
-    return results
+            return Result(row.id, exc.reason, exc.code, exc.permanent, exc.retry_after_s)
+        return Result(row.id, None, code)
+
+    pool = _send_pool(settings.outbox_connections)
+    sent = pool.map(send, ready) if pool is not None and len(ready) > 1 else map(send, ready)
+    for result in sent:
+        results[result.row_id] = result
+    return [results[r.id] for r in rows]
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _send_pool(size: int) -> ThreadPoolExecutor | None:
+    """The process's pool of ``size`` sending threads (None: send in the calling thread)."""
+    if size <= 1:
+        return None
+    with _pools_lock:
+        pool = _pools.get(size)
+        if pool is None:
+            pool = _pools[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ticketpost-outbox-send")
+        return pool
 
 
 HANDLERS["acknowledgement"] = send_mail_rows
