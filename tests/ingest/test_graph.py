@@ -277,3 +277,18 @@ def test_ticketpost_up_polls_a_graph_mailbox_and_routes_its_mail_to_a_ticket(
         output = up.communicate(timeout=60)[0]
     assert up.returncode == 0, output
     assert "Graph pollers: running" in output
+
+
+def test_a_token_the_graph_server_no_longer_accepts_is_replaced_once_without_a_failure(
+    graph_server, sqlite_engine, sqlite_url, services
+):
+    add_graph_mailbox(sqlite_engine, graph_server)
+    service = services(graph_settings(sqlite_url), sqlite_engine)
+    deliver(graph_server, 1)
+    eventually(lambda: len(stored(sqlite_engine)) == 1, what="first message")
+    graph_server.tokens.clear()  # revoked or expired early: every request now answers 401
+    deliver(graph_server, 2)
+    eventually(lambda: len(stored(sqlite_engine)) == 2, what="mail after the 401")
+    poller = next(iter(service.pollers.values()))
+    assert graph_server.token_requests == 2 and poller.failures == 0
+    assert mailbox_row(sqlite_engine, poller.mailbox.id).auth_error is None

@@ -216,3 +216,21 @@ def test_a_google_service_account_acts_for_the_mailbox_user_with_domain_wide_del
     grant = next(iter(token_server.access.values()))
     assert grant.user == oauth_dovecot.user and grant.client_id == email
     assert grant.scope == "https://mail.google.com/"
+
+
+def test_a_token_the_imap_server_refuses_is_auth_failed_and_asked_for_anew(
+    oauth_dovecot, token_server, sqlite_engine, sqlite_url, running
+):
+    token_server.app_user = "somebody-else"  # the app may not open this mailbox
+    mailbox_id = add_oauth2_mailbox(sqlite_engine, oauth_dovecot, token_server,
+                                    client_secret="client-secret-1")
+    running(imap_settings(sqlite_url, oauth_dovecot, oauth2_auth_failure_backoff_s=0.2),
+            sqlite_engine)
+    row = eventually(lambda: (r := mailbox_row(sqlite_engine, mailbox_id)).auth_error and r,
+                     what="auth_failed")
+    assert row.auth_error.startswith("imap_login_refused: ") and "AUTHENTICATIONFAILED" in row.auth_error
+    token_server.app_user = oauth_dovecot.user  # Add-MailboxPermission done
+    oauth_dovecot.append([message(1)])
+    eventually(lambda: inbound_count(sqlite_engine) == 1, what="mail once permitted")
+    assert mailbox_row(sqlite_engine, mailbox_id).auth_error is None
+    assert token_server.count("client_credentials") >= 2  # a refused token is not reused
