@@ -64,8 +64,10 @@ def send(port: int, numbers, *, sessions: int = 1) -> list[int]:
 
 
 def test_mail_keeps_arriving_while_redis_is_down_and_is_routed_once_it_is_back(
-    start_stack, pg_url, private_redis
+    private_redis, start_stack, pg_url
 ):
+    # private_redis first: fixtures stop in reverse order, so the stack (worker, sweeper, outbox
+    # poller) stops while its Redis still answers.
     stack = start_stack(
         pg_url, sweeper=True, redis_url=private_redis.url,
         redis_namespace=f"tp-fault-{uuid.uuid4().hex[:8]}", sweeper_grace_s=0.5,
