@@ -148,17 +148,32 @@ class GraphClient:
         self.http = httpx.Client(timeout=settings.graph_timeout_s,
                                  limits=httpx.Limits(max_connections=FETCH_THREADS + 2))
         self.throttled = 0  # 429/503 answers waited out (for tests and logs)
+        self._token: str | None = None
+        self._token_lock = threading.Lock()
 
     def close(self) -> None:
         self.http.close()
 
+    def token(self, *, refused: str | None = None) -> str:
+        """The access token for this pass (``models.oauth2`` caches it across passes; held here
+        so the requests of one pass do not each read the mailbox row). ``refused``: Graph
+        answered 401 to that token; a new one is fetched once, however many threads saw it."""
+        with self._token_lock:
+            if self._token is None or (refused is not None and refused == self._token):
+                self._token = access_token(self.mailbox.id, engine=self.engine,
+                                           settings=self.settings, refresh=refused is not None)
+            return self._token
+
+    def begin_pass(self) -> None:
+        """Forget the pass's token: the next request asks ``models.oauth2`` (renewed near expiry)."""
+        self._token = None
+
     def request(self, method: str, url: str, **kwargs) -> httpx.Response:
         """Send the request; returns a 2xx response or raises GraphError/DeltaExpired/AuthFailed."""
-        fresh_token = False
+        refused: str | None = None
         tries = 0
         while True:
-            token = access_token(self.mailbox.id, engine=self.engine, settings=self.settings,
-                                 refresh=fresh_token)
+            token = self.token(refused=refused)
             headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
             try:
                 response = self.http.request(method, url, headers=headers, **kwargs)
@@ -178,8 +193,8 @@ class GraphClient:
                 kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
                 continue
             code, message = _error_of(response)
-            if response.status_code == 401 and not fresh_token:
-                fresh_token = True
+            if response.status_code == 401 and refused is None:
+                refused = token
                 kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
                 continue
             if response.status_code == 401:
@@ -298,6 +313,7 @@ def sync_folder(
     """Run ``STEPS`` once over the mailbox's folder; return what was done."""
     ctx = FolderSync(client=client, engine=engine, mailbox=mailbox, hand_over=hand_over,
                      should_stop=should_stop, pool=pool)
+    client.begin_pass()
     for step in STEPS:
         step(ctx)
     return ctx
