@@ -10,9 +10,10 @@ Its patterns are used as they are; how they are run is ours, because the library
 costs 16 ms for an average reply of the benchmark corpus (routing costs ~3 ms a message): it
 compiles the patterns for every message, and runs them with ``findall``/``search`` from every
 character position although each can only match where a line starts. Here they are compiled once,
-tried only at line starts (``Pattern.match(text, pos)``: ``^`` and ``\\A`` keep their meaning), and
-only up to the first quote header. The text is read as the library reads it (each line stripped),
-and the cut is made in the original text at that line.
+tried only at line starts (``Pattern.match(text, pos)``: ``^`` and ``\\A`` keep their meaning), a
+quote header only at lines that can start one and only up to the first, a signature only in the
+last :data:`SIGNATURE_LINES` lines of the new part. The text is read as the library reads it
+(each line stripped), and the cut is made in the original text at that line.
 
 Only mail that is a reply or a forward is read (In-Reply-To, References, or a Re:/AW:/Fwd:
 prefix); for other mail, and when nothing would be left, reply_text is the whole text.
@@ -29,6 +30,9 @@ from re import Pattern
 LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pl", "sv", "da", "cs", "ja", "ko", "zh")
 #: Characters of the body read for the reply; past them the text counts as new.
 SCAN_LIMIT = 16_384
+#: A signature is looked for in the last lines of the new part only (where signatures are; the
+#: library searches everything, and then also cuts at a "Thanks," in the middle of a long text).
+SIGNATURE_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ def reply_text(text: str) -> str:
     if cut is None and len(text) > SCAN_LIMIT:
         return text  # no quote header in what was read: all of it is new
     new = "\n".join(lines[:end])
-    signature = _first_line(patterns.signature, new, starts[:end], newline_too=False)
+    signature = _first_line(patterns.signature, new, starts[:end], newline_too=False,
+                            only=set(range(max(0, end - SIGNATURE_LINES), end)))
     if signature is not None:
         end = signature
     if cut is None and signature is None:
