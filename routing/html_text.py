@@ -64,19 +64,19 @@ def html_to_text(html: str) -> HtmlText:
     reason = precheck(html)
     if reason:
         return HtmlText(strip_tags(html), f"HTML {reason}: plain tag stripping instead of layout")
-    if len(html) <= INLINE_SIZE:
-        try:
-            return HtmlText(_convert(html))
-        except Exception:  # noqa: BLE001 - a converter fault must not lose the message
-            return HtmlText(strip_tags(html), "HTML converter failed: plain tag stripping")
     try:
-        return HtmlText(_pool().convert(html, TIME_LIMIT))
+        text = _convert(html) if len(html) <= INLINE_SIZE else _pool().convert(html, TIME_LIMIT)
     except FutureTimeout:
         return HtmlText(strip_tags(html), f"HTML conversion took longer than {TIME_LIMIT:g} s and was "
                                           "stopped: plain tag stripping instead of layout")
     except Exception:  # noqa: BLE001 - helper died or converter fault: keep the words
         log.warning("HTML conversion failed; stripping tags", exc_info=True)
         return HtmlText(strip_tags(html), "HTML converter failed: plain tag stripping")
+    if not text:
+        stripped = strip_tags(html)
+        if stripped:  # lxml gives up below 255 levels of nesting and returns nothing: keep the words
+            return HtmlText(stripped, "HTML converter returned no text: plain tag stripping")
+    return HtmlText(text)
 
 
 def precheck(html: str) -> str:
@@ -134,7 +134,11 @@ class _Pool:
     def convert(self, html: str, limit: float) -> str:
         future = self.pool.schedule(_convert, args=(html,), timeout=limit)
         # pebble's own timeout kills the process; the wait allows for queueing behind another task
-        return future.result(timeout=limit * 4)
+        try:
+            return future.result(timeout=limit * 4)
+        except FutureTimeout:
+            future.cancel()  # still queued or running: pebble stops its process
+            raise
 
     def close(self) -> None:
         self.pool.stop()

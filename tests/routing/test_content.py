@@ -70,6 +70,11 @@ def test_html_keeps_lists_tables_and_links_readable():
     assert "srv1  down" in text
 
 
+def test_html_the_converter_loses_is_stripped_instead():
+    result = html_to_text("<div>" * 400 + "deep words" + "</div>" * 400)
+    assert result.text == "deep words" and "returned no text" in result.note
+
+
 def test_strip_tags_is_linear_and_keeps_words():
     assert html_text.strip_tags("<p>a &amp; b</p><script>x()</script><br>c<x y='") == "a & b\n\nc"
 
