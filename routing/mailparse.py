@@ -440,10 +440,11 @@ class _Tree:
 class _Part:
     """One MIME entity: its parsed header block, where its body is in the raw bytes, its children."""
 
-    __slots__ = ("capped", "children", "ctype", "end", "headers", "start", "tree")
+    __slots__ = ("capped", "children", "ctype", "end", "fetched", "headers", "start", "tree")
 
     def __init__(self, headers: Message, tree: _Tree, start: int, end: int, depth: int = 0) -> None:
         self.headers = headers
+        self.fetched: dict[str, str] = {}
         self.tree = tree
         self.start, self.end = start, end
         self.children: list[_Part] | None = None
@@ -481,8 +482,12 @@ class _Part:
         return self.tree.raw[self.start:self.end]
 
     def get(self, name: str) -> str:
-        value = self.headers.get(name)
-        return "" if value is None else str(value)
+        """Header ``name`` as text ('' when absent), fetched from the parsed block once."""
+        fetched = self.fetched
+        if name not in fetched:
+            value = self.headers.get(name)
+            fetched[name] = "" if value is None else str(value)
+        return fetched[name]
 
     def encoding(self) -> str:
         """The Content-Transfer-Encoding :meth:`payload` undoes: ``base64``, ``quoted-printable`` or ''."""
@@ -516,10 +521,16 @@ class _Part:
         return body
 
     def charset(self) -> str | None:
-        if "charset" not in self.get("Content-Type").lower():  # the stdlib's answer, unparsed
+        value = self.get("Content-Type")
+        if "charset" not in value.lower():  # the stdlib's answer, unparsed
             return None
+        if "*" not in value and "(" not in value and '\\' not in value:
+            # a plain `charset=x` / `charset="x"` parameter: read as the stdlib reads it, at a
+            # quarter of get_content_charset's cost (its parameter parser was 8 % of extraction)
+            charset = _content_type(value)[1].get("charset")
+            return charset.lower() if charset else None
         try:
-            return self.headers.get_content_charset()
+            return self.headers.get_content_charset()  # RFC 2231, comments, escapes: the stdlib
         except Exception:  # noqa: BLE001
             return None
 
@@ -656,7 +667,7 @@ class _Found:
 
     def __init__(self) -> None:
         self.plain: list[str] = []
-        self.html: list[str] = []
+        self.html: list[_Part] = []  # decoded only if no text/plain wins (routing.html_text)
         self.tnef_text: list[str] = []
         self.tnef_html: list[str] = []
         self.files: list[Attachment] = []
@@ -691,7 +702,7 @@ def extract_body(raw: bytes, headers: Message | None = None) -> Body:
     if found.plain:
         text, source = "\n\n".join(found.plain), "text/plain"
     elif found.html:
-        converted = html_to_text("\n".join(found.html))
+        converted = html_to_text("\n".join(map(_text_of, found.html)))
         text, source = converted.text, "text/html"
         if converted.note:
             notes.append(converted.note)
@@ -742,11 +753,15 @@ def _walk(part: _Part, found: _Found, *, in_alternative: bool = False) -> None:
         found.add_file(part, filename or _default_name(ctype), ctype, part.payload(),
                        inline=inline, content_id=content_id)
         return
-    text = decode_bytes(part.payload(), part.charset()).replace("\r\n", "\n")
     if ctype == "text/html":
-        found.html.append(text)
+        found.html.append(part)  # an HTML alternative to a plain part is never decoded
     elif not found.plain or not in_alternative:
-        found.plain.append(text)
+        found.plain.append(_text_of(part))
+
+
+def _text_of(part: _Part) -> str:
+    """The decoded text of a text part, with LF line ends."""
+    return decode_bytes(part.payload(), part.charset()).replace("\r\n", "\n")
 
 
 def _walk_alternative(children: list[_Part], found: _Found) -> None:

@@ -21,8 +21,10 @@ prefix); for other mail, and when nothing would be left, reply_text is the whole
 
 from __future__ import annotations
 
+import re
 import threading
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from re import Pattern
 
@@ -71,13 +73,13 @@ def reply_text(text: str) -> str:
     starts = [0]
     for line in lines[:-1]:
         starts.append(starts[-1] + len(line) + 1)
-    cut = _first_line(patterns.header, normal, starts, newline_too=True, only=_header_candidates(lines))
+    cut = _first_line(patterns.header, normal, starts, newline_too=True, lines=_header_lines(normal, starts))
     end = cut if cut is not None else len(lines)
     if cut is None and len(text) > SCAN_LIMIT:
         return text  # no quote header in what was read: all of it is new
     new = "\n".join(lines[:end])
     signature = _first_line(patterns.signature, new, starts[:end], newline_too=False,
-                            only=set(range(max(0, end - SIGNATURE_LINES), end)))
+                            lines=range(max(0, end - SIGNATURE_LINES), end))
     if signature is not None:
         end = signature
     if cut is None and signature is None:
@@ -86,26 +88,44 @@ def reply_text(text: str) -> str:
     return reply or text
 
 
-def _header_candidates(lines: list[str]) -> set[int]:
-    """Lines where a quote header may start: every one of the library's header patterns has a
-    colon (``:`` or ``：``) in its first line or the next (a wrote-header may wrap once), or is a
-    ``-----Original Message-----`` style separator line."""
-    colon = [":" in line or "\uff1a" in line for line in lines]
-    return {k for k, line in enumerate(lines)
-            if colon[k] or (k + 1 < len(lines) and colon[k + 1]) or line.lstrip("> ").startswith("-")}
+#: Where a quote header may be: every one of the library's header patterns has a colon (``:`` or
+#: ``：``) in its first line or the next (a wrote-header may wrap once), or is a ``-----Original
+#: Message-----`` style separator line.
+_HEADER_HINT = re.compile(r"[:\uff1a-]")  # one character class: a C-speed scan
+
+
+def _header_lines(normal: str, starts: list[int]) -> Iterator[int]:
+    """The lines of ``normal`` (starting at ``starts``) where a quote header may start, in order.
+
+    Found by a C-speed search for the hints above, one line at a time, so the caller's search for
+    the first header looks only at the lines above it."""
+    last = -1
+    position = 0
+    while True:
+        hint = _HEADER_HINT.search(normal, position)
+        if hint is None:
+            return
+        line = bisect_right(starts, hint.start()) - 1
+        if hint.group() == "-" and normal[starts[line]:hint.start()].strip("> "):
+            position = hint.end()  # a hyphen inside a line is no separator: look on
+            continue
+        position = starts[line + 1] if line + 1 < len(starts) else len(normal)
+        for candidate in (line - 1, line) if line > last + 1 else (line,):
+            if candidate > last:
+                yield candidate
+        last = line
 
 
 def _first_line(pattern: Pattern, normal: str, starts: list[int], *, newline_too: bool,
-                only: set[int] | None = None) -> int | None:
-    """The index of the first line where ``pattern`` matches ``normal`` (None: nowhere).
+                lines: Iterable[int]) -> int | None:
+    """The first of ``lines`` (indexes, ascending) where ``pattern`` matches ``normal`` (None: none).
 
-    Tried at each line start (of the lines in ``only``, when given) and, with ``newline_too``, at
-    the line break before it (the library's header patterns begin with ``(?:^|\\n)``); a match at
-    a line break belongs to the line after it.
+    Tried at the line's start and, with ``newline_too``, at the line break before it (the
+    library's header patterns begin with ``(?:^|\\n)``); a match at a line break belongs to the
+    line after it.
     """
-    for index, start in enumerate(starts):
-        if only is not None and index not in only:
-            continue
+    for index in lines:
+        start = starts[index]
         if newline_too and start > 0 and pattern.match(normal, start - 1):
             return index
         match = pattern.match(normal, start)
