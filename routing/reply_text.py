@@ -88,32 +88,46 @@ def reply_text(text: str) -> str:
     return reply or text
 
 
-#: Where a quote header may be: every one of the library's header patterns has a colon (``:`` or
-#: ``：``) in its first line or the next (a wrote-header may wrap once), or is a ``-----Original
-#: Message-----`` style separator line.
+#: Where a quote header may be. Each of the library's header patterns is one of: a wrote-header,
+#: which ends its line (or the next, when it wraps once) with ``:`` or ``：``; a "From:/Sent:" block,
+#: whose first line has its colon right after a short keyword (within :data:`KEYWORD_REACH`
+#: characters, quote marks included); or a ``-----Original Message-----`` style separator line.
 _HEADER_HINT = re.compile(r"[:\uff1a-]")  # one character class: a C-speed scan
+KEYWORD_REACH = 40
 
 
 def _header_lines(normal: str, starts: list[int]) -> Iterator[int]:
     """The lines of ``normal`` (starting at ``starts``) where a quote header may start, in order.
 
-    Found by a C-speed search for the hints above, one line at a time, so the caller's search for
+    Found by a C-speed search for the hints above, one hint at a time, so the caller's search for
     the first header looks only at the lines above it."""
     last = -1
     position = 0
+    size = len(normal)
     while True:
         hint = _HEADER_HINT.search(normal, position)
         if hint is None:
             return
-        line = bisect_right(starts, hint.start()) - 1
-        if hint.group() == "-" and normal[starts[line]:hint.start()].strip("> "):
-            position = hint.end()  # a hyphen inside a line is no separator: look on
+        at = hint.start()
+        line = bisect_right(starts, at) - 1
+        begin = starts[line]
+        line_end = starts[line + 1] - 1 if line + 1 < len(starts) else size
+        if hint.group() == "-":
+            candidates = (line,) if not normal[begin:at].strip("> ") else ()
+        elif at + 1 == line_end:  # the line ends with the colon: a wrote-header, maybe wrapped
+            candidates = (line - 1, line)
+        elif at - begin <= KEYWORD_REACH:
+            candidates = (line,)
+        else:
+            candidates = ()
+        if not candidates:
+            position = at + 1  # look on in this line
             continue
-        position = starts[line + 1] if line + 1 < len(starts) else len(normal)
-        for candidate in (line - 1, line) if line > last + 1 else (line,):
+        for candidate in candidates:
             if candidate > last:
                 yield candidate
-        last = line
+                last = candidate
+        position = line_end + 1
 
 
 def _first_line(pattern: Pattern, normal: str, starts: list[int], *, newline_too: bool,

@@ -58,7 +58,3 @@ def content(ctx: RoutingContext) -> None:
             ctx.reply_text = new
             ctx.explain("content", f"reply_text: the new part of the reply ({len(new):,} of "
                                    f"{len(body.text):,} characters; quoted history and signature left out)")
-    if body.attachments:
-        ctx.explain("content", f"{len(body.attachments)} attachment(s): "
-                               + ", ".join(a.filename for a in body.attachments[:10])
-                               + (" ..." if len(body.attachments) > 10 else ""))
