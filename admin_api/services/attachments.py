@@ -2,8 +2,9 @@
 
 Decisions:
 - The stored raw message is the only copy of a file: a download reads the part's range of
-  ``inbound_messages.raw`` in 1 MiB chunks (``substr`` on the database side) and undoes the
-  transfer encoding as it streams (routing.attachments). No second copy is kept.
+  ``inbound_messages.raw`` in 1 MiB chunks (``substr`` on the database side, in one read-only
+  snapshot: never the write lock on SQLite) and undoes the transfer encoding as it streams
+  (routing.attachments). No second copy is kept.
 - ``index`` is the file's position in the message's ``attachments`` list. Files inside a
   winmail.dat are listed in its place, numbered like any other file (the winmail.dat itself is not
   listed when it opens); their entry's ``location.tnef`` says which file of it they are.
@@ -19,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from admin_api.services.errors import NotFound
 from models import InboundMessage, TicketMessage
+from models.db import read_snapshot
 from routing.attachments import (
     content_disposition,
     locate,
@@ -35,13 +37,12 @@ from routing.attachments import (
 
 PUBLIC_FIELDS = ("index", "filename", "content_type", "size", "sha256", "inline", "content_id")
 
-#: A range of the raw message, run on a plain driver connection (no SQLAlchemy transaction): on
-#: SQLite that is a WAL read that never takes the write lock (the engine's transactions begin
-#: IMMEDIATE), so a long download does not hold up intake; PostgreSQL reads a snapshot.
-_SLICE_SQL = {
-    "sqlite": "SELECT substr(raw, ?, ?) FROM inbound_messages WHERE id = ?",
-    "postgresql": "SELECT substring(raw FROM %s FOR %s) FROM inbound_messages WHERE id = %s",
-}
+#: A range of the raw message (substr counts from 1); read in models.db.read_snapshot, so on SQLite
+#: a long download is a WAL read that never takes the write lock and intake goes on.
+_SLICE = (
+    select(func.substr(InboundMessage.raw, bindparam("offset") + 1, bindparam("length"), type_=LargeBinary))
+    .where(InboundMessage.id == bindparam("inbound_id"))
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def open_download(session: Session, *, ticket_id: int, message_id: int, index: i
         entry = locate(raw or b"", index) or entry
         if "location" not in entry:
             raise NotFound("attachment", index, field="index", message="the attachment is not in the raw message")
-    session.rollback()  # a read: end the request's transaction (on SQLite it holds the write lock)
+    session.rollback()  # a read: end the request's transaction before the (long) stream
     listed = public(entry, index)
     filename = safe_filename(listed["filename"], listed["content_type"])
     return Download(filename=filename, content_type=media_type(listed["content_type"]), size=listed["size"],
@@ -110,22 +111,15 @@ def open_download(session: Session, *, ticket_id: int, message_id: int, index: i
 
 
 def _chunks(engine: Engine, inbound_id: int, entry: dict) -> Iterator[bytes]:
-    """The file's bytes, read in ranges of the raw message on a driver connection of its own."""
-    sql = _SLICE_SQL["postgresql" if engine.dialect.name == "postgresql" else "sqlite"]
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-
+    """The file's bytes, read in ranges of the raw message in one read-only snapshot of its own."""
+    with read_snapshot(engine) as conn:
         def read(offset: int, length: int) -> bytes:
-            cursor.execute(sql, (offset + 1, length, inbound_id))
-            row = cursor.fetchone()
-            return bytes(row[0]) if row and row[0] is not None else b""
+            value = conn.execute(_SLICE, {"offset": offset, "length": length, "inbound_id": inbound_id}).scalar()
+            return bytes(value or b"")
 
         # AttachmentUnreadable mid-stream propagates: the server then breaks the chunked response
         # off, so a client never takes a short file for a whole one
         yield from read_attachment(entry, read)
-    finally:
-        connection.close()  # back to the pool (rolled back)
 
 
 def portal_attachments(session: Session, ticket_ids: list[int]) -> dict[int, list[dict]]:
