@@ -29,6 +29,7 @@ from admin_api.routes import (
     threshold_profiles,
     tickets,
     tokens,
+    webhooks,
 )
 from admin_api.services.errors import Conflict, Invalid, NotFound
 from models.db import get_engine, reading, session_factory
@@ -50,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tickets.router,
     inbound.router,
     outbox.router,
+    webhooks.router,
     templates.router,
     mailboxes.router,
     tokens.router,

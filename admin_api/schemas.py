@@ -689,3 +689,76 @@ class TemplateOut(BaseModel):
     body_text: str
     body_html: str | None
     is_default: bool = Field(description="true: the installation default (the client has no override)")
+
+
+# --- webhooks (SPEC §11) ---------------------------------------------------------------------------
+
+WebhookEvent = Literal["ticket.created", "ticket.updated", "inbound.rejected", "inbound.failed", "outbox.failed",
+                       "mailbox.unhealthy"]
+
+
+class WebhookCreate(Input):
+    url: Str(2000, min_length=1)
+    events: list[WebhookEvent] = Field(min_length=1, max_length=20)
+    secret: Secret | None = Field(None, description="write-only; whsec_ + base64 (24-64 bytes); generated "
+                                  "and shown once in the answer when absent")
+    enabled: bool = True
+    description: Str(500) | None = None
+
+
+class WebhookUpdate(Input):
+    url: Str(2000, min_length=1) | None = None
+    events: list[WebhookEvent] | None = Field(None, min_length=1, max_length=20)
+    secret: Secret | None = Field(None, description="write-only; a new secret: the old one keeps signing "
+                                  "alongside for TICKETPOST_WEBHOOKS_ROTATION_GRACE")
+    rotate: bool = Field(False, description="true: generate a new secret (shown once in the answer); the old "
+                         "one keeps signing alongside for the grace period")
+    enabled: bool | None = None
+    description: Str(500) | None = None
+
+
+class WebhookOut(BaseModel):
+    """A webhook (never its secret, except ``secret`` once, right after it was generated)."""
+
+    id: int
+    url: str
+    events: list[str]
+    enabled: bool
+    description: str | None
+    secret: str | None = Field(None, description="only in the answer that generated it; never again")
+    previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookAttemptOut(Output):
+    attempt: int
+    at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+
+class WebhookDeliveryOut(BaseModel):
+    """One delivery (an outbox row of kind webhook) with its attempts, oldest first."""
+
+    id: int
+    webhook_id: int
+    event: str | None
+    webhook_message_id: str | None = Field(description="the webhook-id header, the same on every retry")
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    sent_at: datetime | None
+    ticket_id: int | None
+    inbound_id: int | None
+    payload: dict | None
+    attempt_log: list[WebhookAttemptOut]

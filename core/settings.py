@@ -86,6 +86,20 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = 5.0
     outbox_connections: int = 4  # mails of a batch sent at once, per process (one connection each)
 
+    # webhooks (SPEC §11)
+    webhooks_allow_private: bool = False  # let webhook URLs point at private/loopback addresses
+    webhooks_connect_timeout_s: float = 5.0
+    webhooks_read_timeout_s: float = 10.0
+    webhooks_min_backoff_s: float = 10.0  # the first retry comes within 30 s (jitter included)
+    webhooks_max_backoff_s: float = 3600.0
+    webhooks_retry_window: Annotated[float, NoDecode] = 26 * 3600.0  # retried at least this long
+    webhooks_per_endpoint: int = 2  # deliveries in flight to one endpoint at a time
+    webhooks_concurrency: int = 64  # deliveries in flight per process, all endpoints together
+    webhooks_poll_interval_s: float = 0.5
+    webhooks_rotation_grace: Annotated[float, NoDecode] = 24 * 3600.0  # the old secret keeps signing
+    webhooks_disable_after: Annotated[float, NoDecode] = 5 * 86400.0  # only failures this long: disabled
+    webhooks_mailbox_failures: int = 3  # consecutive failures that make a mailbox unhealthy
+
     worker_threads: int = 2
     route_max_retries: int = 5
     sweeper_interval_s: float = 30.0
@@ -121,7 +135,8 @@ class Settings(BaseSettings):
     def _lists(cls, value: object) -> object:
         return _split_list(value)
 
-    @field_validator("notice_interval", mode="before")
+    @field_validator("notice_interval", "webhooks_retry_window", "webhooks_rotation_grace",
+                     "webhooks_disable_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value

@@ -638,7 +638,8 @@ class GraphPoller(threading.Thread):
             "retry_in_s": round(delay, 2)})
         try:
             record_failure(self.engine, self.mailbox.id, error,
-                           auth_failed=isinstance(exc, AuthFailed))
+                           auth_failed=isinstance(exc, AuthFailed),
+                           unhealthy_after=self.settings.webhooks_mailbox_failures)
         except Exception:  # noqa: BLE001 - the database may be what failed
             log.warning("could not record the failure", extra={"mailbox": self.mailbox.name})
         self._stop_event.wait(delay)

@@ -52,6 +52,7 @@ from models.db import get_engine, session_scope
 from models.secrets import decrypt_secret
 from models.oauth2 import AuthFailed, access_token, token_provider
 from core.settings import Settings, get_settings
+from routing.webhooks.events import mailbox_unhealthy
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,13 @@ def backoff_delay(failures: int, settings: Settings) -> float:
     return min(base, settings.imap_backoff_max_s) * random.uniform(0.8, 1.0)
 
 
-def record_failure(engine: Engine, mailbox_id: int, error: str, *, auth_failed: bool = False) -> None:
-    """Write a failure into the mailbox's health fields (``auth_failed``: also ``auth_error``)."""
+def record_failure(engine: Engine, mailbox_id: int, error: str, *, auth_failed: bool = False,
+                   unhealthy_after: int = 3) -> None:
+    """Write a failure into the mailbox's health fields (``auth_failed``: also ``auth_error``).
+
+    The failure that turns the mailbox unhealthy (the ``unhealthy_after``-th in a row, or the
+    first refusal of its credentials) writes the ``mailbox.unhealthy`` webhook event with it.
+    """
     values = dict(
         last_error=error[:2000],
         last_error_at=utcnow(),
@@ -132,7 +138,22 @@ def record_failure(engine: Engine, mailbox_id: int, error: str, *, auth_failed: 
     if auth_failed:
         values["auth_error"] = error[:2000]
     with session_scope(engine) as session:
-        session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
+        had_auth_error = session.scalar(select(Mailbox.auth_error.is_not(None)).where(Mailbox.id == mailbox_id))
+        row = session.execute(
+            update(Mailbox).where(Mailbox.id == mailbox_id).values(**values)
+            .returning(Mailbox.consecutive_failures, Mailbox.name, Mailbox.kind, Mailbox.host, Mailbox.username)
+        ).first()
+        if row is None:
+            return
+        health = None
+        if auth_failed and not had_auth_error:
+            health = "auth_failed"
+        elif row.consecutive_failures == max(1, unhealthy_after) and not had_auth_error:
+            health = "failing"
+        if health is not None:
+            mailbox = {"id": mailbox_id, "name": row.name, "kind": row.kind, "host": row.host,
+                       "username": row.username, "consecutive_failures": row.consecutive_failures}
+            mailbox_unhealthy(session.connection(), mailbox=mailbox, health=health, reason=error[:2000])
 
 
 def record_auth_ok(engine: Engine, mailbox_id: int) -> None:
@@ -255,7 +276,8 @@ class MailboxPoller(threading.Thread):
         )
         try:
             record_failure(self.engine, self.config.id, error,
-                           auth_failed=isinstance(exc, AuthFailed))
+                           auth_failed=isinstance(exc, AuthFailed),
+                           unhealthy_after=self.settings.webhooks_mailbox_failures)
         except Exception:  # noqa: BLE001 - the database may be what failed
             log.warning("could not record the failure", extra={"mailbox": self.config.name},
                         exc_info=True)

@@ -12,6 +12,7 @@ from models.outbox import OUTBOX_KINDS, OUTBOX_STATUSES, TEMPLATE_KINDS, ClientT
 from models.sla import Sla, ThresholdProfile
 from models.ticket import TICKET_CHANNELS, TICKET_STATUSES, OutboundMessage, Ticket, TicketMessage
 from models.token import ROLES, ApiToken
+from models.webhook import TEST_EVENT, WEBHOOK_EVENTS, Webhook, WebhookAttempt
 
 __all__ = [
     "Base", "utcnow", "Client", "ClientDomain", "Contact", "CONTRACT_TYPES", "Contract",
@@ -19,4 +20,5 @@ __all__ = [
     "GraphMessage", "MAILBOX_AUTHS", "MAILBOX_KINDS", "OAUTH2_GRANTS", "OAUTH2_PROVIDERS", "Sla", "ThresholdProfile",
     "TICKET_CHANNELS", "TICKET_STATUSES", "OutboundMessage", "Ticket", "TicketMessage", "ROLES",
     "ApiToken", "OUTBOX_KINDS", "OUTBOX_STATUSES", "TEMPLATE_KINDS", "ClientTemplate", "OutboxItem",
+    "TEST_EVENT", "WEBHOOK_EVENTS", "Webhook", "WebhookAttempt",
 ]

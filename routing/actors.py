@@ -20,6 +20,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from routing import pipeline
 from routing.outbox.dispatcher import send_outbox
+from routing.webhooks import delivery as _webhooks  # noqa: F401 - registers the webhook kind with the dispatcher
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from routing.outbox.answer import Answer, answer_params, plan_answer, write_answ
 from routing.outbox.dispatcher import hand_over
 from routing.records import InboundRow, TicketRow, take
 from routing.sender_record import lookup_sender
+from routing.webhooks.events import routing_about, write_outcome_event
 from routing.steps.client import client
 from routing.steps.contact import contact
 from routing.steps.content import calendar, content
@@ -77,6 +78,7 @@ class RouteResult:
     ticket_id: int | None = None
     ticket_number: int | None = None
     answered: bool = False  # an acknowledgement or notice was written to the outbox with it
+    notified: bool = False  # webhook deliveries were written to the outbox with it
 
 
 def _settings(settings):
@@ -126,7 +128,7 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
         ctx.flush()
         db.commit()
         _observe(result.outcome, inbound.source, time.perf_counter() - started)
-        if result.answered:
+        if result.answered or result.notified:
             hand_over(inbound_id=inbound_id)  # the dispatcher sends it now (else its poller, soon)
         return result
     except IntegrityError:
@@ -231,6 +233,7 @@ def _record(ctx: RoutingContext, stop: RoutingStop | None) -> RouteResult:
         subject=ctx.mail.subject if ctx.mail is not None else None,
         sender_email=ctx.sender_email or _claimed_sender(ctx),
         answer=answer,
+        about=routing_about(ctx),
     )
 
 
@@ -264,6 +267,7 @@ def record_outcome(
     subject: str | None = None,
     sender_email: str | None = None,
     answer: Answer | None = None,
+    about: dict | None = None,
 ) -> RouteResult:
     """THE place an inbound message's outcome is recorded (in ``db``'s transaction) and logged.
 
@@ -274,7 +278,9 @@ def record_outcome(
     opened here too: ``reason`` and ``explanation`` name it as :data:`NEW_TICKET_NUMBER` and
     ``message`` has no ticket_id yet. On PostgreSQL that is one statement. ``inbound`` is only
     read (its id). An ``answer`` (routing.outbox.answer) is written with it: the outbox row, in
-    the same transaction. The caller commits, then counts the outcome with :func:`_observe`.
+    the same transaction. So are the webhook deliveries of the outcome's event
+    (routing.webhooks.events; ``about`` adds client, contact, ticket and mail details to it).
+    The caller commits, then counts the outcome with :func:`_observe`.
     """
     values = {
         "attempts": attempts,
@@ -325,6 +331,10 @@ def record_outcome(
     answered = answer is not None or answer_written is not None
     if answer is not None:
         write_answer(db, answer, inbound_id=inbound.id, ticket_id=values["ticket_id"])
+    ticket_number = values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None
+    notified = write_outcome_event(
+        db, inbound_id=inbound.id, outcome=outcome, reason=values["reason"], client_id=client_id,
+        contact_id=contact_id, ticket_id=values["ticket_id"], ticket_number=ticket_number, about=about)
     log.info(
         "inbound %s: %s (%s)", inbound.id, outcome, values["reason"],
         extra={"inbound_id": inbound.id, "outcome": outcome},
@@ -337,8 +347,9 @@ def record_outcome(
         client_id=client_id,
         contact_id=contact_id,
         ticket_id=values["ticket_id"],
-        ticket_number=values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None,
+        ticket_number=ticket_number,
         answered=answered,
+        notified=bool(notified),
     )
 
 
@@ -411,5 +422,6 @@ def record_failure(inbound_id: int, *, error: str, engine: Engine | None = None)
             outcome="failed",
             reason=reason,
             explanation=[{"step": "failed", "decision": reason}],
+            about={"source": inbound.source, "received_at": inbound.received_at.isoformat()},
         )
     _observe("failed", inbound.source, None)

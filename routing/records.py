@@ -74,6 +74,7 @@ class TicketRow(NamedTuple):
     number: int
     client_id: int | None
     status: str
+    subject: str  # for the ticket.updated webhook event
 
 
 def columns(view: type[NamedTuple], table: Table, prefix: str = "") -> list:

@@ -116,11 +116,12 @@ class Running:
     worker: Any = None
     sweeper: Any = None
     outbox: Any = None  # the outbox poller (routing.outbox.dispatcher.OutboxPoller)
+    webhooks: Any = None  # the webhook runner (routing.webhooks.delivery.WebhookRunner)
     notes: list[str] = field(default_factory=list)
 
 
 #: Stop accepting first, then let in-flight work finish, then stop the machinery.
-STOP_ORDER: tuple[str, ...] = ("smtp", "imap", "graph", "api", "sweeper", "outbox", "worker")
+STOP_ORDER: tuple[str, ...] = ("smtp", "imap", "graph", "api", "sweeper", "outbox", "webhooks", "worker")
 
 
 def _stop(name: str, component: Any, timeout: float) -> None:
@@ -185,6 +186,9 @@ def _start_worker_and_sweeper(running: Running, settings: Settings, engine, thre
     running.sweeper.start()
     running.outbox = OutboxPoller(engine=engine, settings=settings)
     running.outbox.start()
+    from routing.webhooks.delivery import WebhookRunner
+
+    running.webhooks = WebhookRunner(engine=engine, settings=settings).start()
 
 
 def _start_imap(running: Running, settings: Settings, engine) -> None:
