@@ -36,6 +36,8 @@ STATE_METRICS = (
     "ticketpost_mailbox_auth_failed",
     "ticketpost_outbox_messages",
     "ticketpost_outbox_oldest_pending_age_seconds",
+    "ticketpost_webhook_endpoints_disabled",
+    "ticketpost_webhook_endpoint_failing_seconds",
 )
 
 
@@ -72,6 +74,7 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
         )
         yield from _mailbox_metrics(snap)
         yield from _outbox_metrics(snap)
+        yield from _webhook_metrics(snap)
 
     if snap.broker_error is None:
         queue = GaugeMetricFamily(
@@ -139,6 +142,26 @@ def _outbox_metrics(snap: Snapshot) -> Iterator[Metric]:
         "Age of the oldest outbox row not sent yet; 0 when none waits. Growing = the outbox is stuck.",
         value=snap.oldest_pending_outbox_age_s,
     )
+
+
+def _webhook_metrics(snap: Snapshot) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "ticketpost_webhook_endpoints_disabled",
+        "Webhook endpoints ticketpost disabled by itself after TICKETPOST_WEBHOOKS_DISABLE_AFTER of only"
+        " failures (see disabled_reason in GET /api/v1/webhooks; PATCH enabled: true turns one back on).",
+        value=sum(1 for w in snap.webhooks if w.auto_disabled),
+    )
+    failing = GaugeMetricFamily(
+        "ticketpost_webhook_endpoint_failing_seconds",
+        "Seconds since an enabled webhook endpoint's attempts started failing without a success since"
+        " (0 = its last attempt succeeded).",
+        labels=("webhook",),
+    )
+    for w in snap.webhooks:
+        if w.enabled:
+            since = w.failing_since
+            failing.add_metric([str(w.id)], max(0.0, (snap.taken_at - since).total_seconds()) if since else 0.0)
+    yield failing
 
 
 class TicketpostCollector(Collector):

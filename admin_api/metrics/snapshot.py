@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from admin_api.services.mailboxes import mailbox_health as health_word
-from models import InboundMessage, Mailbox, OutboxItem
+from models import InboundMessage, Mailbox, OutboxItem, Webhook
 from models.db import reading
 from routing.queues import BrokerUnavailable, QueueDepth, queue_depths
 
@@ -58,6 +58,16 @@ class OutboxCount:
     count: int
 
 
+@dataclass(frozen=True)
+class WebhookHealth:
+    """One webhook endpoint: on or off, off by itself (after days of failures), failing since when."""
+
+    id: int
+    enabled: bool
+    auto_disabled: bool
+    failing_since: datetime | None
+
+
 @dataclass
 class Snapshot:
     """Everything an operator looks at, taken at ``taken_at``."""
@@ -69,6 +79,7 @@ class Snapshot:
     queues: list[QueueDepth] = field(default_factory=list)
     outbox: list[OutboxCount] = field(default_factory=list)
     oldest_pending_outbox_at: datetime | None = None
+    webhooks: list[WebhookHealth] = field(default_factory=list)
     database_error: str | None = None
     broker_error: str | None = None
 
@@ -107,6 +118,8 @@ class Snapshot:
         data["oldest_pending_outbox_at"] = _iso(self.oldest_pending_outbox_at)
         data["oldest_pending_outbox_age_s"] = round(self.oldest_pending_outbox_age_s, 3)
         data["unrouted"] = self.unrouted
+        for hook in data["webhooks"]:
+            hook["failing_since"] = _iso(hook["failing_since"])
         data["inbound_by_outcome"] = self.counts_by_outcome()
         for mailbox, health in zip(data["mailboxes"], self.mailboxes):
             mailbox["health"] = health_word(health)
@@ -163,6 +176,14 @@ def outbox_counts(engine: Engine) -> tuple[list[OutboxCount], datetime | None]:
     return counts, _aware(oldest)
 
 
+def webhook_health(engine: Engine) -> list[WebhookHealth]:
+    """Every webhook endpoint's state (webhooks disabled by hand are not auto-disabled)."""
+    w = Webhook
+    with engine.connect() as conn:
+        rows = conn.execute(select(w.id, w.enabled, w.disabled_reason, w.failing_since).order_by(w.id)).all()
+    return [WebhookHealth(i, bool(on), (not on) and why is not None, _aware(since)) for i, on, why, since in rows]
+
+
 def mailbox_health(
     engine: Engine, inbound: list[InboundCount] | None = None
 ) -> list[MailboxHealth]:
@@ -211,6 +232,7 @@ def take_snapshot(*, engine: Engine, settings=None, broker=None) -> Snapshot:
         snap.oldest_unrouted_at = oldest_unrouted_at(engine)
         snap.mailboxes = mailbox_health(engine, snap.inbound)
         snap.outbox, snap.oldest_pending_outbox_at = outbox_counts(engine)
+        snap.webhooks = webhook_health(engine)
         snap.taken_at = datetime.now(timezone.utc)
     except Exception as exc:  # noqa: BLE001 - report, never crash the scrape
         log.warning("metrics: database not readable: %s", exc)

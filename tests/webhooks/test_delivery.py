@@ -139,3 +139,35 @@ def test_a_hanging_receiver_does_not_hold_back_another_endpoint(engine, receiver
         receiver.release()
         runner.stop(10)
     assert len(rows) == 5
+
+
+def test_an_endpoint_failing_for_days_is_disabled_and_shows_in_metrics(engine, receiver, hook_settings):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from admin_api.metrics import render_metrics
+    from models import Webhook, utcnow
+
+    hook = add_webhook(engine, receiver.base + "/down")
+    receiver.answers["/down"] = [503]
+    (row_id,) = _event(engine)
+    _round(engine, hook_settings)
+    with session_scope(engine) as s:
+        webhook = s.get(Webhook, hook)
+        assert webhook.enabled and webhook.failing_since is not None and "HTTP 503" in webhook.last_error
+    text = render_metrics(engine=engine, settings=hook_settings).decode()
+    assert f'ticketpost_webhook_endpoint_failing_seconds{{webhook="{hook}"}}' in text
+    assert "ticketpost_webhook_endpoints_disabled 0.0" in text
+    # as if its attempts had only failed for six days: the next failure disables it
+    with engine.begin() as db:
+        db.execute(update(Webhook).values(failing_since=utcnow() - timedelta(days=6)))
+    _round(engine, hook_settings)
+    with session_scope(engine) as s:
+        webhook = s.get(Webhook, hook)
+        assert not webhook.enabled and "HTTP 503" in webhook.disabled_reason
+    assert "ticketpost_webhook_endpoints_disabled 1.0" in render_metrics(engine=engine, settings=hook_settings).decode()
+    _round(engine, hook_settings)  # its waiting delivery now fails for good, without a request
+    row = _row(engine, row_id)
+    assert row.status == "failed" and "disabled" in row.reason
+    assert len(receiver.at("/down")) == 2
