@@ -17,8 +17,11 @@ from urllib.parse import unquote
 
 import pytest
 
+from sqlalchemy import select
+
 from core.settings import Settings
 from ingest.store import store_inbound
+from models import TicketMessage
 from models.db import make_engine
 from routing.pipeline import route_inbound
 from tests.admin_api.conftest import ADMIN_TOKEN, SECRET_KEY, Api, make_client, make_contact
@@ -186,3 +189,36 @@ def test_reply_text_is_in_the_api_beside_the_whole_body(world):
     assert "We have reset the password." in reply["body_text"]
     assert "The password still does not work" in reply["reply_text"]
     assert "We have reset the password." not in reply["reply_text"] and "+49 30" not in reply["reply_text"]
+
+
+def test_mail_is_stored_while_a_download_streams_on_sqlite(sqlite_url):
+    """The download reads in a snapshot of its own: on SQLite a writer is not held up by it."""
+    from sqlalchemy.orm import Session
+
+    from admin_api.services.attachments import open_download
+    from tests.routing.world import build_world
+
+    engine = make_engine(sqlite_url)
+    with Session(engine) as session, session.begin():
+        build_world(session)
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "bob@acme.com", "support@msp.example", "log"
+    mail["Message-ID"] = "<log@acme.com>"
+    mail.set_content("log attached")
+    mail.add_attachment(os.urandom(3 * 1024 * 1024), maintype="application", subtype="octet-stream", filename="a.log")
+    inbound_id = store_inbound(raw=mail.as_bytes(), source="smtp", envelope_from="bob@acme.com", engine=engine)
+    result = route_inbound(inbound_id, engine=engine, settings=Settings(database_url=sqlite_url))
+    with Session(engine) as session:
+        message_id = session.scalars(select(TicketMessage.id).where(TicketMessage.inbound_id == inbound_id)).one()
+        download = open_download(session, ticket_id=result.ticket_id, message_id=message_id, index=0)
+    first = next(download.chunks)  # the read snapshot is open now
+    engine.pool.dispose()  # the writer below gets a connection of its own
+    writer = make_engine(sqlite_url)
+    with writer.connect() as conn:  # a writer with no patience: "database is locked" at once if held up
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        conn.exec_driver_sql("UPDATE inbound_messages SET attempts = attempts WHERE id = ?", (inbound_id,))
+        conn.commit()
+    rest = b"".join(download.chunks)
+    assert len(first) + len(rest) == 3 * 1024 * 1024
+    writer.dispose()
+    engine.dispose()
