@@ -26,6 +26,7 @@ from email.utils import getaddresses
 from functools import cached_property
 from itertools import pairwise
 
+from models.inbound import content_sha256
 from routing.html_text import html_to_text
 from routing.tnef import open_tnef
 
@@ -322,7 +323,7 @@ def parse_message(raw: bytes, *, sha256: str | None = None) -> ParsedMail:
     if ids:
         message_id, synthetic = ids[0], False
     else:
-        digest = sha256 or hashlib.sha256(raw).hexdigest()
+        digest = sha256 or content_sha256(raw)  # the stored message's own hash
         message_id, synthetic = f"{digest[:40]}@synthetic.ticketpost.invalid", True
 
     content_type, params = _content_type(first("content-type"))
