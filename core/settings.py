@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     webhooks_mailbox_failures: int = 3  # consecutive failures that make a mailbox unhealthy
 
     worker_threads: int = 2
+    #: ids handed to the routing queue together travel as one message of up to this many, routed
+    #: in one transaction (a savepoint each, one commit: routing.batch); 1 = one message per id
+    route_batch_size: int = Field(default=32, ge=1, le=50)
     route_max_retries: int = 5
     sweeper_interval_s: float = 30.0
     sweeper_grace_s: float = 60.0

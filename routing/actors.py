@@ -18,7 +18,7 @@ import logging
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from routing import pipeline
+from routing import batch, pipeline
 from routing.outbox.dispatcher import send_outbox
 from routing.webhooks import delivery as _webhooks  # noqa: F401 - registers the webhook kind with the dispatcher
 
@@ -93,8 +93,41 @@ route_inbound_failed = dramatiq.actor(
     max_backoff=MAX_BACKOFF_MS,
 )
 
+
+def _route_batch(inbound_ids: list[int]) -> None:
+    """Route several ready ids in one transaction (routing.batch); any that failed go back alone.
+
+    A message whose savepoint was rolled back is put back on the queue as a single-id
+    ``route_inbound`` message, which has the retries and the final ``failed`` of one message. When
+    the batch's transaction itself fails (nothing committed), every id goes back alone the same
+    way. Only when the queue cannot take them either does this raise, so dramatiq retries the
+    batch; the sweeper re-sends whatever is still unrouted after that.
+    """
+    ids = [int(i) for i in inbound_ids]
+    try:
+        again = list(batch.route_batch(ids).failed)
+    except Exception as exc:  # noqa: BLE001 - nothing of the batch committed: each id alone
+        log.warning(
+            "routing a batch failed; its ids are retried alone",
+            extra={"inbound_ids": ids, "outcome": "retrying", "error": f"{type(exc).__name__}: {exc}"},
+        )
+        again = ids
+    for inbound_id in again:
+        route_inbound.send(inbound_id)
+
+
+route_inbound_batch = dramatiq.actor(
+    _route_batch,
+    actor_name="route_inbound_batch",
+    queue_name="inbound",
+    broker=_IMPORT_BROKER,
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
+)
+
 #: Every actor of ticketpost, rebound together by bind_actors.
-ACTORS = (route_inbound, route_inbound_failed, send_outbox)
+ACTORS = (route_inbound, route_inbound_failed, route_inbound_batch, send_outbox)
 
 
 def bind_actors(broker: dramatiq.Broker, settings=None) -> None:
@@ -103,6 +136,7 @@ def bind_actors(broker: dramatiq.Broker, settings=None) -> None:
         actor.broker = broker
         broker.declare_actor(actor)
     if settings is not None:
-        route_inbound.options["max_retries"] = settings.route_max_retries
-        route_inbound.options["min_backoff"] = settings.route_min_backoff_ms
-        route_inbound.options["max_backoff"] = settings.route_max_backoff_ms
+        for actor in (route_inbound, route_inbound_batch):
+            actor.options["max_retries"] = settings.route_max_retries
+            actor.options["min_backoff"] = settings.route_min_backoff_ms
+            actor.options["max_backoff"] = settings.route_max_backoff_ms

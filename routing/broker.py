@@ -139,6 +139,35 @@ def enqueue(inbound_id: int) -> bool:
         return False
 
 
+def enqueue_many(inbound_ids, *, batch_size: int | None = None) -> list[int]:
+    """Hand several stored ids to the routing workers, up to ``batch_size`` per queue message.
+
+    A group of ids travels as one ``route_inbound_batch`` message, routed in one transaction
+    (routing.batch); a group of one as a plain ``route_inbound``. Never raises: returns the ids
+    that could not be handed over — after the first group the broker refuses, the rest are not
+    tried (it is down; the sweeper re-sends them later).
+    """
+    from routing.actors import route_inbound, route_inbound_batch
+
+    ids = [int(i) for i in inbound_ids]
+    size = batch_size or get_settings().route_batch_size
+    get_broker()
+    for start in range(0, len(ids), size):
+        group = ids[start:start + size]
+        try:
+            if len(group) == 1:
+                route_inbound.send(group[0])
+            else:
+                route_inbound_batch.send(group)
+        except Exception as exc:  # noqa: BLE001 - any broker fault means "not handed over yet"
+            log.warning(
+                "queue broker unavailable; the sweeper will hand the messages over later",
+                extra={"inbound_ids": group, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return ids[start:]
+    return []
+
+
 def start_worker(threads: int | None = None, settings: Settings | None = None) -> dramatiq.Worker:
     """Start a dramatiq worker consuming the routing queue in background threads; return it.
 

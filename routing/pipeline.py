@@ -93,6 +93,12 @@ def _engine(engine: Engine | None, settings) -> Engine:
     return engine if engine is not None else get_engine(settings.database_url)
 
 
+def resolve(engine: Engine | None, settings) -> tuple:
+    """``(settings, engine)``: the ones given, or the process's defaults."""
+    settings = _settings(settings)
+    return settings, _engine(engine, settings)
+
+
 def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=None) -> RouteResult:
     """Route one stored inbound message and return its outcome; idempotent.
 
@@ -114,20 +120,20 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
         if inbound.status == "routed":
             return stored_result(db, inbound)
         ctx = RoutingContext(db=db, settings=settings, inbound=inbound)
-        stop = _run(MESSAGE_STEPS, ctx)  # no transaction yet: parsing and decoding hold no lock
+        stop = run_steps(MESSAGE_STEPS, ctx)  # no transaction yet: parsing and decoding hold no lock
         db.begin()  # routing.prepared runs statements under this transaction
         locked = _lock(ctx, decide=stop is None)
         if locked.status == "routed":  # another delivery of this id finished meanwhile
-            result = stored_result(db, _read_locked(db, inbound_id))
+            result = stored_result(db, read_locked(db, inbound_id))
             db.rollback()
             return result
         ctx.inbound = locked
         if stop is None:
-            stop = _run(DATABASE_STEPS, ctx)
-        result = _record(ctx, stop)
+            stop = run_steps(DATABASE_STEPS, ctx)
+        result = record(ctx, stop)
         ctx.flush()
         db.commit()
-        _observe(result.outcome, inbound.source, time.perf_counter() - started)
+        observe_outcome(result.outcome, inbound.source, time.perf_counter() - started)
         if result.answered or result.notified:
             hand_over(inbound_id=inbound_id)  # the dispatcher sends it now (else its poller, soon)
         return result
@@ -165,7 +171,7 @@ def _read(db: Connection, inbound_id: int) -> InboundRow:
     return take(InboundRow, row)
 
 
-def _read_locked(db: Connection, inbound_id: int) -> InboundRow:
+def read_locked(db: Connection, inbound_id: int) -> InboundRow:
     """The row as it is now, in the write transaction (after the locks were granted)."""
     return take(InboundRow, sql.READ_INBOUND.first(db, {"inbound_id": inbound_id}))
 
@@ -190,13 +196,21 @@ def _lock(ctx: RoutingContext, *, decide: bool) -> InboundRow:
     if row is None:
         raise InboundNotFound(f"no inbound message with id {inbound.id}")
     locked = inbound._replace(status=row[0], attempts=row[1])
-    if decide and locked.status != "routed" and ctx.sender_email:
-        ctx.record = lookup_sender(db, email=ctx.sender_email, message_id=ctx.message_id,
-                                   inbound_id=inbound.id, received_at=inbound.received_at)
+    if decide and locked.status != "routed":
+        read_sender(ctx)
     return locked
 
 
-def _run(steps: tuple[Step, ...], ctx: RoutingContext) -> RoutingStop | None:
+def read_sender(ctx: RoutingContext) -> None:
+    """What the database knows about the sender (:attr:`RoutingContext.record`), read once the
+    locks are held, in a statement of its own, so it sees what the transactions it waited for
+    committed."""
+    if ctx.sender_email:
+        ctx.record = lookup_sender(ctx.db, email=ctx.sender_email, message_id=ctx.message_id,
+                                   inbound_id=ctx.inbound.id, received_at=ctx.inbound.received_at)
+
+
+def run_steps(steps: tuple[Step, ...], ctx: RoutingContext) -> RoutingStop | None:
     """Run ``steps`` in order; the RoutingStop one of them raised (now in the explanation), or None."""
     name = ""
     try:
@@ -210,7 +224,7 @@ def _run(steps: tuple[Step, ...], ctx: RoutingContext) -> RoutingStop | None:
     return None
 
 
-def _record(ctx: RoutingContext, stop: RoutingStop | None) -> RouteResult:
+def record(ctx: RoutingContext, stop: RoutingStop | None) -> RouteResult:
     """Record what the steps decided (:func:`record_outcome`)."""
     written = stop is None and ctx.outcome in ("ticket_created", "ticket_updated", "triaged")
     answer = plan_answer(ctx)  # the acknowledgement or notice, if any (explained either way)
@@ -280,7 +294,7 @@ def record_outcome(
     read (its id). An ``answer`` (routing.outbox.answer) is written with it: the outbox row, in
     the same transaction. So are the webhook deliveries of the outcome's event
     (routing.webhooks.events; ``about`` adds client, contact, ticket and mail details to it).
-    The caller commits, then counts the outcome with :func:`_observe`.
+    The caller commits, then counts the outcome with :func:`observe_outcome`.
     """
     values = {
         "attempts": attempts,
@@ -362,7 +376,7 @@ def _number_new_ticket(values: dict, ticket_id: int) -> None:
                              for e in values["explanation"]]
 
 
-def _observe(outcome: str, source: str, seconds: float | None) -> None:
+def observe_outcome(outcome: str, source: str, seconds: float | None) -> None:
     """Count a committed outcome (and how long routing took) in the metrics."""
     telemetry.observe_routing(outcome, source, seconds)
 
@@ -424,4 +438,4 @@ def record_failure(inbound_id: int, *, error: str, engine: Engine | None = None)
             explanation=[{"step": "failed", "decision": reason}],
             about={"source": inbound.source, "received_at": inbound.received_at.isoformat()},
         )
-    _observe("failed", inbound.source, None)
+    observe_outcome("failed", inbound.source, None)

@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, literal, literal_column, select
+from sqlalchemy import BigInteger, Date, Text, bindparam, column, func, literal, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
 
 from models import Client, Contact, InboundMessage, Sla, Ticket, TicketMessage
 from models.base import UTCDateTime
@@ -105,7 +108,74 @@ def lookup_sender(db: Connection, *, email: str, message_id: str, inbound_id: in
         "day": received_at.date(),
         **recent_window(email, received_at, inbound_id),
     }
-    row = _SENDER_RECORD.first(db, params)
+    return _record_of(_SENDER_RECORD.first(db, params))
+
+
+# --- several senders in one statement (routing.batch) -------------------------------------------
+
+_STAMP = TIMESTAMP(timezone=True)
+#: One row per question: the same parameters as :func:`lookup_sender`'s, as parallel arrays.
+_ASKED = func.unnest(
+    bindparam("b_email", type_=ARRAY(Text)), bindparam("b_message_id", type_=ARRAY(Text)),
+    bindparam("b_day", type_=ARRAY(Date)), bindparam("b_since", type_=ARRAY(_STAMP)),
+    bindparam("b_until", type_=ARRAY(_STAMP)), bindparam("b_inbound_id", type_=ARRAY(BigInteger)),
+).table_valued(column("email", Text), column("message_id", Text), column("day", Date), column("since", _STAMP),
+               column("until", _STAMP), column("inbound_id", BigInteger), with_ordinality="ord",
+               name="asked").render_derived()
+_ASKED_FOR = {"email": _ASKED.c.email, "dup_message_id": _ASKED.c.message_id, "dup_sender": _ASKED.c.email,
+              "day": _ASKED.c.day, "rl_sender": _ASKED.c.email, "rl_since": _ASKED.c.since,
+              "rl_until": _ASKED.c.until, "rl_inbound_id": _ASKED.c.inbound_id}
+
+
+def _asked(element, **_kw):
+    if isinstance(element, BindParameter) and element.key in _ASKED_FOR:
+        return _ASKED_FOR[element.key]
+    return None
+
+
+_ACTIVE_CONTRACT_ASKED = (
+    visitors.replacement_traverse(ACTIVE_CONTRACT_OF_CLIENT.element, {}, _asked).correlate(_ASKED).scalar_subquery()
+)
+
+
+def _one_per_asked_row(element, **kw):
+    if element is _ONE_ROW:
+        return _ASKED
+    if element is ACTIVE_CONTRACT_OF_CLIENT:
+        return _ACTIVE_CONTRACT_ASKED
+    return _asked(element, **kw)
+
+
+#: PostgreSQL: :data:`_SENDER_RECORD`'s question for many senders at once — the same statement,
+#: its one-row FROM replaced by one row per question (``unnest`` of the parameter arrays).
+_SENDER_RECORDS = Prepared(
+    visitors.replacement_traverse(_SENDER_RECORD.statement, {}, _one_per_asked_row)
+    .add_columns(_ASKED.c.ord).order_by(_ASKED.c.ord),
+    server_prepare=False,  # planned with its arrays each time (a generic plan cannot see their size)
+)
+
+
+def lookup_senders(db: Connection, asked: list[dict]) -> list[SenderRecord]:
+    """:func:`lookup_sender` for several messages (keyword arguments of it each), one statement on
+    PostgreSQL; the answers in the order asked. Each answer is what :func:`lookup_sender` would
+    have said at this moment."""
+    if not asked:
+        return []
+    if db.dialect.name != "postgresql":
+        return [lookup_sender(db, **kwargs) for kwargs in asked]
+    windows = [recent_window(a["email"], a["received_at"], a["inbound_id"]) for a in asked]
+    rows = _SENDER_RECORDS.rows(db, {
+        "b_email": [a["email"] for a in asked],
+        "b_message_id": [a["message_id"] for a in asked],
+        "b_day": [a["received_at"].date() for a in asked],
+        "b_since": [w["rl_since"] for w in windows],
+        "b_until": [w["rl_until"] for w in windows],
+        "b_inbound_id": [a["inbound_id"] for a in asked],
+    })
+    return [_record_of(row) for row in rows]
+
+
+def _record_of(row) -> SenderRecord:
     recent, duplicate, contract_id = row[0], row[1], row[2]
     client = take(ClientRow, row, _CLIENT_AT)
     return SenderRecord(recent or 0, duplicate, take(ContactRow, row, _CONTACT_AT), client,

@@ -6,7 +6,8 @@ unit of work was a third of routing's CPU). routing.pipeline runs them; nothing 
 
 from __future__ import annotations
 
-from sqlalchemy import Text, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy import BigInteger, Text, any_, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from models import InboundMessage, Ticket, TicketMessage
 from routing.outbox.answer import with_acknowledgement
@@ -112,3 +113,40 @@ COUNT_ATTEMPT = Prepared(
     .where(_INBOUND.c.id == bindparam("inbound_id"), _INBOUND.c.status != "routed")
     .values(attempts=_INBOUND.c.attempts + 1)
 )
+
+
+# --- a batch of messages (routing.batch): one transaction, a savepoint each ---------------------
+
+_BATCH_IDS = bindparam("ids", expanding=True)
+_BATCH_IDS_PG = bindparam("ids", type_=ARRAY(BigInteger))
+
+#: A batch's inbound rows, read without any lock (before the write transaction), in id order.
+READ_INBOUND_MANY = Prepared(
+    select(*columns(InboundRow, _INBOUND)).where(_INBOUND.c.id.in_(_BATCH_IDS)).order_by(_INBOUND.c.id),
+    postgresql=select(*columns(InboundRow, _INBOUND)).where(_INBOUND.c.id == any_(_BATCH_IDS_PG))
+    .order_by(_INBOUND.c.id),
+)
+
+#: A batch's rows locked until commit, in id order: their id, status and attempts.
+LOCK_INBOUND_MANY = Prepared(
+    select(_INBOUND.c.id, _INBOUND.c.status, _INBOUND.c.attempts).where(_INBOUND.c.id.in_(_BATCH_IDS))
+    .order_by(_INBOUND.c.id).with_for_update(),
+    postgresql=select(_INBOUND.c.id, _INBOUND.c.status, _INBOUND.c.attempts)
+    .where(_INBOUND.c.id == any_(_BATCH_IDS_PG)).order_by(_INBOUND.c.id).with_for_update(),
+)
+
+#: PostgreSQL: the Message-ID locks and the sender locks of a whole batch (the same keys as
+#: :data:`LOCK_INBOUND`), in one statement and in one global order — every Message-ID lock in key
+#: order, then every sender lock in key order (each sorted subquery is evaluated first, OFFSET 0
+#: keeps it from being flattened; Append runs its branches in order) — so two batches cannot
+#: deadlock on them, nor a batch and a single message (which holds at most one of each).
+BATCH_LOCKS = Prepared(text(
+    "SELECT count(*) FROM ("
+    " SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(m, 0) AS k"
+    "  FROM unnest(CAST(:message_ids AS text[])) AS m ORDER BY k OFFSET 0) AS by_message_id"
+    " UNION ALL"
+    f" SELECT pg_advisory_xact_lock({SENDER_LOCK_SPACE}, h) FROM (SELECT DISTINCT hashtext(s) AS h"
+    "  FROM unnest(CAST(:senders AS text[])) AS s ORDER BY h OFFSET 0) AS by_sender"
+    ") AS locks"
+).bindparams(bindparam("message_ids", type_=ARRAY(Text)), bindparam("senders", type_=ARRAY(Text)))
+  .columns(count=BigInteger))

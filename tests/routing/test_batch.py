@@ -1,0 +1,203 @@
+"""Routing several ready messages at once: one transaction, a savepoint each, one commit.
+
+A message that fails in a batch rolls back only its own savepoint; the others commit, and the
+failed one is retried alone (the actor puts it back on the queue as a single-id message).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from bench.statements import counting
+from core.settings import Settings
+from ingest.store import store_inbound
+from models import InboundMessage, TicketMessage
+from routing.batch import MAX_BATCH, route_batch
+from routing.pipeline import route_inbound
+from tests.routing.world import build_world
+
+REFUSED = "carol.acme@gmail.com"  # a known contact of Acme, refused by the fault trigger
+
+
+def mail(n: int, sender: str = "bob@acme.com", message_id: str | None = None) -> bytes:
+    message_id = message_id or f"<batch-{n}@acme.com>"
+    return (f"From: {sender}\r\nTo: support@msp.example\r\nSubject: Printer {n}\r\n"
+            f"Message-ID: {message_id}\r\n\r\nThe printer number {n} is broken.\r\n").encode()
+
+
+@pytest.fixture
+def world(engine):
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        return build_world(session)
+
+
+def store(engine, raws) -> list[int]:
+    return [store_inbound(raw=raw, source="smtp", engine=engine) for raw in raws]
+
+
+def rows(engine, ids):
+    with Session(engine) as session:
+        return {r.id: r for r in session.scalars(select(InboundMessage).where(InboundMessage.id.in_(ids)))}
+
+
+def ticket_messages(engine, inbound_id) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(TicketMessage)
+                              .where(TicketMessage.inbound_id == inbound_id))
+
+
+@contextmanager
+def refusing_ticket_messages_from(engine, sender: str):
+    """A trigger that makes storing a ticket message from ``sender`` fail (a per-message fault)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(
+                "CREATE FUNCTION tp_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.sender_email = '{sender}' THEN RAISE EXCEPTION 'refused by the test trigger'; "
+                "END IF; RETURN NEW; END $$"))
+            conn.execute(text("CREATE TRIGGER tp_test_refuse BEFORE INSERT ON ticket_messages "
+                              "FOR EACH ROW EXECUTE FUNCTION tp_test_refuse()"))
+        else:
+            conn.execute(text(
+                "CREATE TRIGGER tp_test_refuse BEFORE INSERT ON ticket_messages "
+                f"WHEN NEW.sender_email = '{sender}' BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER tp_test_refuse" + (" ON ticket_messages" if engine.dialect.name == "postgresql" else "")))
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("DROP FUNCTION tp_test_refuse()"))
+
+
+def test_a_batch_routes_every_message_and_commits_once(engine, world):
+    ids = store(engine, [mail(n) for n in range(5)])
+    with engine.connect():  # the dialect's first-connect queries are not routing's
+        pass
+    with counting(engine) as sent:
+        done = route_batch(ids, engine=engine, settings=Settings())
+    assert [done.results[i].outcome for i in ids] == ["ticket_created"] * 5
+    assert not done.failed and not done.missing
+    assert sent.durable_commits == 1
+    assert {r.status for r in rows(engine, ids).values()} == {"routed"}
+    assert len({done.results[i].ticket_number for i in ids}) == 5
+
+
+def test_a_failing_message_rolls_back_alone_and_the_others_commit(engine, world):
+    raws = [mail(0), mail(1, sender=REFUSED), mail(2), mail(3)]
+    ids = store(engine, raws)
+    with refusing_ticket_messages_from(engine, REFUSED):
+        done = route_batch(ids, engine=engine, settings=Settings())
+    failed = ids[1]
+    assert list(done.failed) == [failed]
+    assert "refused by the test trigger" in str(done.failed[failed])
+    stored = rows(engine, ids)
+    assert [stored[i].outcome for i in ids if i != failed] == ["ticket_created"] * 3
+    assert all(ticket_messages(engine, i) == 1 for i in ids if i != failed)
+    # nothing of the failed one half-applied; its attempt is counted; it stays for retrying
+    assert (stored[failed].status, stored[failed].outcome, stored[failed].attempts) == ("received", None, 1)
+    assert ticket_messages(engine, failed) == 0
+    # retried alone once the fault is gone
+    assert route_inbound(failed, engine=engine, settings=Settings()).outcome == "ticket_created"
+    assert ticket_messages(engine, failed) == 1
+
+
+def test_routing_a_batch_is_idempotent_and_each_id_is_routed_once(engine, world):
+    first, second = store(engine, [mail(1), mail(2)])
+    before = route_inbound(first, engine=engine, settings=Settings())
+    done = route_batch([first, second, second, 999_999], engine=engine, settings=Settings())
+    assert done.results[first] == before  # already routed: the stored result, nothing changed
+    assert done.results[second].outcome == "ticket_created"
+    assert done.missing == [999_999]
+    assert ticket_messages(engine, first) == ticket_messages(engine, second) == 1
+    assert rows(engine, [first])[first].attempts == 1
+
+
+def test_two_copies_of_one_message_in_one_batch_make_one_ticket(engine, world):
+    ids = store(engine, [mail(1, message_id="<same@acme.com>"), mail(1, message_id="<same@acme.com>")])
+    done = route_batch(ids, engine=engine, settings=Settings())
+    assert [done.results[i].outcome for i in ids] == ["ticket_created", "ignored_duplicate"]
+
+
+def test_a_batch_is_at_most_max_batch_ids(engine):
+    with pytest.raises(ValueError, match="at most"):
+        route_batch(list(range(1, MAX_BATCH + 2)), engine=engine, settings=Settings())
+
+
+def test_the_actor_puts_a_failed_message_back_on_the_queue_alone(engine, world, use_database):
+    from routing.actors import route_inbound_batch
+    from routing.broker import QUEUE_NAME, setup_broker
+
+    broker = setup_broker(Settings(database_url=use_database))
+    ids = store(engine, [mail(0), mail(1, sender=REFUSED), mail(2)])
+    with refusing_ticket_messages_from(engine, REFUSED):
+        route_inbound_batch.fn(ids)
+    queued = []
+    while not broker.queues[QUEUE_NAME].empty():
+        queued.append(broker.queues[QUEUE_NAME].get_nowait())
+    from dramatiq import Message
+
+    messages = [Message.decode(m) for m in queued]
+    assert [(m.actor_name, m.args) for m in messages] == [("route_inbound", (ids[1],))]
+    assert {r.status for i, r in rows(engine, ids).items() if i != ids[1]} == {"routed"}
+
+
+def test_concurrent_batches_of_the_same_ids_route_each_once(pg_engine):
+    with Session(pg_engine, expire_on_commit=False) as session, session.begin():
+        build_world(session)
+    ids = store(pg_engine, [mail(n) for n in range(20)] + [mail(99, message_id="<batch-3@acme.com>")])
+    outcomes: list = []
+    barrier = threading.Barrier(3)
+
+    def worker(order):
+        barrier.wait()
+        outcomes.append(route_batch(order, engine=pg_engine, settings=Settings()))
+
+    threads = [threading.Thread(target=worker, args=(o,)) for o in (ids, ids[::-1], ids[5:] + ids[:5])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(not done.failed for done in outcomes) and len(outcomes) == 3
+    assert all(ticket_messages(pg_engine, i) <= 1 for i in ids)
+    with Session(pg_engine) as session:
+        per_message_id = session.execute(
+            select(TicketMessage.message_id, func.count()).group_by(TicketMessage.message_id)).all()
+    assert all(n == 1 for _, n in per_message_id)
+    assert len(per_message_id) == 20  # the 21st is a copy of batch-3: ignored as a duplicate
+
+
+def test_the_rate_limit_holds_inside_a_batch(engine, world):
+    ids = store(engine, [mail(n) for n in range(6)])
+    done = route_batch(ids, engine=engine, settings=Settings(rate_limit_per_hour=3))
+    assert [done.results[i].outcome for i in ids] == ["ticket_created"] * 3 + ["ignored_loop"] * 3
+
+
+def test_the_senders_of_a_batch_read_together_are_what_each_reads_alone(engine, world):
+    from datetime import datetime, timedelta, timezone
+
+    from routing.sender_record import lookup_sender, lookup_senders
+
+    routed = store(engine, [mail(1), mail(2, sender="worker@beta.example")])
+    route_batch(routed, engine=engine, settings=Settings())
+    now = datetime.now(timezone.utc)
+    asked = [
+        {"email": "bob@acme.com", "message_id": "batch-1@acme.com", "inbound_id": 10_000, "received_at": now},
+        {"email": "worker@beta.example", "message_id": "other@beta.example", "inbound_id": 10_001,
+         "received_at": now - timedelta(minutes=30)},
+        {"email": "nobody@unknown.example", "message_id": "x@unknown.example", "inbound_id": 10_002, "received_at": now},
+        {"email": "bob@acme.com", "message_id": "new@acme.com", "inbound_id": 10_003,
+         "received_at": now + timedelta(hours=3)},
+    ]
+    with engine.connect() as db:
+        together = lookup_senders(db, asked)
+        alone = [lookup_sender(db, **a) for a in asked]
+    assert together == alone
+    assert together[0].duplicate_ticket_number is not None and together[0].recent_new_tickets == 1
+    assert together[1].contact is not None and together[2].contact is None
+    assert together[3].recent_new_tickets == 0
