@@ -4,6 +4,11 @@ SMTP and IMAP intake both commit first and hand over after: a slow or unreachabl
 never holds up a COMMIT, a ``250`` or a ``\\Seen``. The ids are committed before they get here; one
 the broker refuses, or one lost in a crash (or left when :meth:`HandOver.close` times out), is still
 ``received`` in the database, and the sweeper (``ingest.sweeper``) hands it over.
+
+The thread takes every id that is ready when it wakes (a group commit's batch, or what several
+IMAP batches left meanwhile) and gives them to the queue together: up to
+``TICKETPOST_ROUTE_BATCH_SIZE`` ids per queue message, which a worker routes in one transaction
+(:func:`routing.broker.enqueue_many`, ``routing.batch``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ log = logging.getLogger(__name__)
 def enqueue_for_routing(inbound_id: int) -> bool:
     """Give one stored id to the routing queue (:func:`routing.broker.enqueue`; never raises)."""
     return broker.enqueue(inbound_id)
+
+
+def enqueue_many_for_routing(inbound_ids: list[int]) -> None:
+    """Give stored ids to the routing queue in batches (:func:`routing.broker.enqueue_many`)."""
+    broker.enqueue_many(inbound_ids)
 
 
 class HandOver:
@@ -51,10 +61,32 @@ class HandOver:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        while (ids := self._queue.get()) is not None:
-            for inbound_id in ids:
+        while True:
+            ids, closing = self._ready()
+            if ids and self.hand_over is enqueue_for_routing:
                 try:
-                    self.hand_over(inbound_id)
+                    enqueue_many_for_routing(ids)
                 except Exception:  # noqa: BLE001 - the sweeper re-sends what is not handed over
-                    log.warning("hand-over failed; the sweeper will re-send it",
-                                extra={"inbound_id": inbound_id}, exc_info=True)
+                    log.warning("hand-over failed; the sweeper will re-send them",
+                                extra={"inbound_ids": ids}, exc_info=True)
+            else:
+                for inbound_id in ids:
+                    try:
+                        self.hand_over(inbound_id)
+                    except Exception:  # noqa: BLE001 - the sweeper re-sends what is not handed over
+                        log.warning("hand-over failed; the sweeper will re-send it",
+                                    extra={"inbound_id": inbound_id}, exc_info=True)
+            if closing:
+                return
+
+    def _ready(self) -> tuple[list[int], bool]:
+        """Wait for ids, then take every id already queued: (ids in arrival order, closing?)."""
+        item = self._queue.get()
+        ids: list[int] = []
+        while item is not None:
+            ids += item
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return ids, False
+        return ids, True

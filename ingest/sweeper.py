@@ -81,7 +81,7 @@ class Sweeper:
 
     def sweep_once(self) -> list[int]:
         """One round: re-enqueue the stale ids whose backoff has passed; return them."""
-        from routing.broker import enqueue
+        from routing.broker import enqueue_many
         from routing.queues import routing_queue_depth
 
         try:
@@ -95,10 +95,13 @@ class Sweeper:
         due = [i for i in stale if self._due(i, now)]
         if busy:
             due = due[: self.busy_batch]
+        # in batches (routing.batch); after the first one the broker refuses, the rest wait for
+        # the next round
+        not_handed = set(enqueue_many(due)) if due else set()
         sent = []
         for inbound_id in due:
-            if not enqueue(inbound_id):
-                break  # broker still down: try again next round
+            if inbound_id in not_handed:
+                break
             times, _ = self._resent.get(inbound_id, (0, now))
             self._resent[inbound_id] = (times + 1, now)
             sent.append(inbound_id)

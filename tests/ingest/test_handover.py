@@ -161,4 +161,45 @@ def test_the_sweeper_hands_over_lost_messages_while_the_queue_is_busy(embedded, 
     assert sweeper.sweep_once() == lost[:2]
     assert sweeper.sweep_once() == [lost[2], lost[2] + 1]
     assert not sweeper.more_waiting, "a busy queue is not swept again within the second"
-    assert queue_depth().ready == 9
+    # each round's re-sends travel together, as one batch message (routing.batch)
+    assert queue_depth().ready == 7
+    assert sorted(queued_ids()) == sorted(lost + list(range(lost[2] + 1, lost[2] + 6)) + [lost[2] + 1])
+
+
+def queued_ids() -> list[int]:
+    """Every inbound id waiting in the in-process routing queue (single-id and batch messages)."""
+    from dramatiq import Message
+
+    from routing.broker import QUEUE_NAME, get_broker
+
+    ids: list[int] = []
+    for raw in list(get_broker().queues[QUEUE_NAME].queue):
+        message = Message.decode(raw)
+        ids += message.args[0] if message.actor_name == "route_inbound_batch" else [message.args[0]]
+    return ids
+
+
+def test_the_hand_over_gives_a_group_commits_ids_to_the_queue_as_one_batch(embedded):
+    from dramatiq import Message
+
+    from ingest.handover import HandOver
+    from routing.broker import QUEUE_NAME, get_broker
+
+    hand_over = HandOver()
+    hand_over.put([11, 12, 13])
+    hand_over.close(10)
+    messages = [Message.decode(raw) for raw in list(get_broker().queues[QUEUE_NAME].queue)]
+    assert [(m.actor_name, m.args) for m in messages] == [("route_inbound_batch", ([11, 12, 13],))]
+
+
+def test_enqueue_many_splits_ids_into_batches_and_sends_a_lone_id_as_itself(embedded):
+    from routing.broker import enqueue_many
+
+    assert enqueue_many(list(range(1, 6)), batch_size=2) == []
+    from dramatiq import Message
+
+    from routing.broker import QUEUE_NAME, get_broker
+
+    messages = [Message.decode(raw) for raw in list(get_broker().queues[QUEUE_NAME].queue)]
+    assert [(m.actor_name, m.args) for m in messages] == [
+        ("route_inbound_batch", ([1, 2],)), ("route_inbound_batch", ([3, 4],)), ("route_inbound", (5,))]
