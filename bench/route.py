@@ -5,8 +5,11 @@
 
 The corpus comes from ``bench.corpus`` (2–200 KB, ~30 % attachments, ~50 % multipart/alternative,
 ~20 % replies, mixed charsets, auto-replies, duplicates, wrong-client tags). Every message is
-stored first (``ingest.store.store_inbound``, not timed: that is ingestion), then routed one by one
-with ``routing.pipeline.route_inbound`` in one process: parse + decisions + commit, timed. In the
+stored first (``ingest.store.store_inbound``, not timed: that is ingestion), then routed in one
+process as a worker routes a backlog: ``routing.batch.route_batch`` on up to ``--batch`` ready ids
+at a time (``TICKETPOST_ROUTE_BATCH_SIZE``, 32: one transaction, a savepoint per message, one
+commit), or with ``--batch 1`` one ``routing.pipeline.route_inbound`` transaction per message:
+parse + decisions + commit, timed. In the
 same run, on the same bytes, in ONE thread each, the baselines:
 
 * the stdlib parse with ``policy.default`` (the headline baseline, ``ratio``/``ratio_one_thread``):
@@ -130,7 +133,7 @@ class PrivateDatabase:
 class Routing:
     """One database holding the stored corpus, and routing it chunk by chunk with T threads."""
 
-    def __init__(self, url: str, corpus: list[bytes], threads: int, settings_url: str) -> None:
+    def __init__(self, url: str, corpus: list[bytes], threads: int, settings_url: str, batch: int = 1) -> None:
         from bench.corpus import seed_database
         from bench.statements import Count
         from core.settings import Settings
@@ -142,7 +145,7 @@ class Routing:
         seed_database(self.engine)
         self.settings = Settings(database_url=settings_url, support_addresses=["support@msp.example"],
                                  rate_limit_per_hour=1_000_000)
-        self.threads = threads
+        self.threads, self.batch = threads, batch
         t0 = time.perf_counter()
         self.ids = [store_inbound(raw=raw, source="smtp", envelope_from="sender@example.net",
                                   envelope_to=["support@msp.example"], engine=self.engine) for raw in corpus]
@@ -165,13 +168,24 @@ class Routing:
         def one(inbound_id: int) -> str:
             return route_inbound(inbound_id, engine=self.engine, settings=self.settings).outcome
 
+        def batch(ids: list[int]) -> list[str]:
+            """As a worker given several ready ids: one transaction, a savepoint each."""
+            from routing.batch import route_batch
+
+            done = route_batch(ids, engine=self.engine, settings=self.settings)
+            return [done.results[i].outcome if i in done.results else one(i) for i in ids]
+
         chunk_ids = self.ids[begin:end]
+        groups = [chunk_ids[i:i + self.batch] for i in range(0, len(chunk_ids), self.batch)]
         gc.collect()
         if profiler:
             profiler.enable()
         with counting(self.engine, self.statements):
             start, start_cpu = time.perf_counter(), time.process_time()
-            if self.pool is None:
+            if self.batch > 1:
+                for outcomes in (map(batch, groups) if self.pool is None else self.pool.map(batch, groups)):
+                    self.outcomes += outcomes
+            elif self.pool is None:
                 self.outcomes += [one(inbound_id) for inbound_id in chunk_ids]
             else:
                 self.outcomes += list(self.pool.map(one, chunk_ids))
@@ -197,7 +211,7 @@ def _mismatches(corpus: list[bytes], outcomes: list[str]) -> Counter:
     return mismatches
 
 
-def run(n: int, seed: int, urls: list[str], profile: str | None, threads: int = 2) -> dict:
+def run(n: int, seed: int, urls: list[str], profile: str | None, threads: int = 2, batch: int = 1) -> dict:
     """Route the corpus in one thread (``urls[0]``) and, given a second URL, in ``threads``."""
     from bench.corpus import generate
 
@@ -206,9 +220,9 @@ def run(n: int, seed: int, urls: list[str], profile: str | None, threads: int = 
     size = sum(len(r) for r in corpus)
     print(f"corpus: {n} messages, {size / 1e6:.1f} MB (mean {size / n / 1024:.1f} KB), "
           f"generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    sides = [Routing(urls[0], corpus, 1, urls[0])]
+    sides = [Routing(urls[0], corpus, 1, urls[0], batch)]
     if len(urls) > 1 and threads > 1:
-        sides.append(Routing(urls[1], corpus, threads, urls[1]))
+        sides.append(Routing(urls[1], corpus, threads, urls[1], batch))
 
     # The measurements take turns chunk by chunk, so a change in the machine's load (it is
     # shared) weighs on all of them alike instead of on whichever ran during it.
@@ -304,16 +318,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2,
                         help="also route the corpus with this many threads in one process, as a worker does "
                              "(TICKETPOST_WORKER_THREADS, default 2), on a second private database; 1: skip")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="route up to this many ready ids at once, as a worker given a batch does "
+                             "(routing.batch: one transaction, a savepoint each, one commit); default "
+                             "TICKETPOST_ROUTE_BATCH_SIZE (32); 1: one transaction per message")
     args = parser.parse_args(argv)
+    if args.batch is None:
+        from core.settings import Settings
+
+        args.batch = Settings().route_batch_size
     n = args.n or (1000 if args.quick else 10_000)
     if args.database_url:
-        result = run(n, args.seed, [args.database_url], args.profile, 1)
+        result = run(n, args.seed, [args.database_url], args.profile, 1, args.batch)
     elif args.threads > 1:
         with PrivateDatabase(PG_ADMIN_URL) as url, PrivateDatabase(PG_ADMIN_URL) as url_multi:
-            result = run(n, args.seed, [url, url_multi], args.profile, args.threads)
+            result = run(n, args.seed, [url, url_multi], args.profile, args.threads, args.batch)
     else:
         with PrivateDatabase(PG_ADMIN_URL) as url:
-            result = run(n, args.seed, [url], args.profile, 1)
+            result = run(n, args.seed, [url], args.profile, 1, args.batch)
+    result["batch"] = args.batch
     print(json.dumps(result))
     return 0
 
