@@ -1,5 +1,8 @@
 """Outlook's winmail.dat (TNEF) opened with tnefparse: its files and its body text.
 
+The body is the plain body when there is one, else the HTML body (converted by the caller), else
+the compressed RTF body (Outlook's rich text) unpacked with compressed-rtf and read with striprtf.
+
 A TNEF file's attachments are listed as attachments of the message in its place (the
 winmail.dat itself is not listed when it opens); each is addressed by its position inside the
 winmail.dat (Attachment.tnef), so a download reads the winmail.dat part from the raw message
@@ -55,7 +58,23 @@ def open_tnef(data: bytes) -> TnefContent | None:
         data_ = item.data if isinstance(item.data, bytes) else b""
         files.append(TnefFile(filename=_safe(name), content_type=_safe(ctype),
                               content_id=_safe(_text(props.get(_CONTENT_ID)).strip("<>")), data=data_))
-    return TnefContent(files=tuple(files), text=_text(tnef.body).replace("\r\n", "\n"), html=_text(tnef.htmlbody))
+    text = _text(tnef.body) or _rtf_text(tnef)
+    return TnefContent(files=tuple(files), text=text.replace("\r\n", "\n"), html=_text(tnef.htmlbody))
+
+
+def _rtf_text(tnef) -> str:
+    """The text of an RTF-only body (Outlook's rich text; HTML wrapped in RTF too): compressed-rtf
+    to unpack it, striprtf to read it. '' when there is none or it does not read."""
+    try:
+        rtf = tnef.rtfbody  # tnefparse unpacks it with compressed-rtf
+        if not rtf or not rtf.lstrip().startswith(b"{\\rtf"):
+            return ""
+        from striprtf.striprtf import rtf_to_text
+
+        return rtf_to_text(rtf.decode("latin-1"), errors="replace").strip()
+    except Exception:  # noqa: BLE001 - an unreadable body leaves the files
+        log.debug("winmail.dat RTF body does not read", exc_info=True)
+        return ""
 
 
 def file_data(data: bytes, position: int) -> bytes | None:
