@@ -171,3 +171,34 @@ def test_an_endpoint_failing_for_days_is_disabled_and_shows_in_metrics(engine, r
     row = _row(engine, row_id)
     assert row.status == "failed" and "disabled" in row.reason
     assert len(receiver.at("/down")) == 2
+
+
+def test_private_targets_are_refused_at_delivery_time_too(engine, receiver, hook_settings):
+    strict = hook_settings.model_copy(update={"webhooks_allow_private": False})
+    literal = add_webhook(engine, receiver.base + "/literal")  # saved while private targets were allowed
+    by_name = add_webhook(engine, f"http://localhost:{receiver.port}/name")  # a name that resolves to loopback
+    rows = _event(engine)
+    _round(engine, strict)
+    assert receiver.at("/literal") == [] and receiver.at("/name") == []
+    reasons = {}
+    for row_id in rows:
+        row = _row(engine, row_id)
+        assert row.status == "pending" and row.attempts == 1
+        reasons[row.target_id] = row.reason
+    assert "127.0.0.1 is a loopback address" in reasons[literal]
+    assert "localhost is not allowed" in reasons[by_name] and "loopback" in reasons[by_name]
+
+
+def test_routings_hand_over_goes_through_the_outbox_dispatcher_to_the_same_sender(engine, receiver, hook_settings):
+    from routing.outbox.dispatcher import dispatch
+
+    add_webhook(engine, receiver.base + "/handed")
+    with engine.begin() as db:
+        ids = write_event(db, "ticket.created", {"ticket": {"id": 1}})
+    # what the send_outbox actor does with routing's hand-over: claim those rows, hand them on
+    assert dispatch(engine=engine, settings=hook_settings, ids=ids) == {"sent": 0, "retrying": 0, "failed": 0}
+    assert get_sender(engine, hook_settings).drain(30)
+    (got,) = receiver.wait_for("/handed", 1)
+    assert verify(SECRET, got.headers, got.body)
+    row = _row(engine, ids[0])
+    assert (row.status, row.attempts) == ("sent", 1)
