@@ -17,7 +17,8 @@ except ``TICKETPOST_WEBHOOKS_ALLOW_PRIVATE``.
    dispatcher right after its commit as routing hands its rows over (``dispatch(ids=...)``, the
    body of the ``send_outbox`` actor, here in the writing thread). The latency of a delivery is
    its arrival at the receiver minus the moment its outbox row was written; the 99th percentile
-   over the healthy endpoints' deliveries.
+   over the healthy endpoints' deliveries. ``p99_baseline_ms``: the same run first without the
+   hanging endpoint (the same load on the machine, for comparison).
 """
 
 from __future__ import annotations
@@ -107,8 +108,9 @@ def throughput(url: str, settings, base: str, n: int) -> dict:
     return {"deliveries": n, "seconds": round(seconds, 2), "delivered_per_s": round(n / seconds, 1)}
 
 
-def latency(url: str, settings, base: str, rate: float, seconds: float) -> dict:
-    """Phase 2: events at ``rate``/s for ``seconds`` to 4 healthy endpoints and 1 hanging one."""
+def latency(url: str, settings, base: str, rate: float, seconds: float, *, hanging: bool = True) -> dict:
+    """Phase 2: events at ``rate``/s for ``seconds`` to 4 healthy endpoints and 1 hanging one
+    (``hanging`` False: the same without it, the baseline)."""
     from sqlalchemy import select
 
     from models import OutboxItem
@@ -118,7 +120,9 @@ def latency(url: str, settings, base: str, rate: float, seconds: float) -> dict:
     from routing.webhooks.events import write_event
 
     engine = make_engine(url)
-    hooks = add_webhooks(engine, base, [f"/ok{i}" for i in range(4)] + ["/hang"], settings.secret_key)
+    ok = "/ok" if hanging else "/base-ok"  # the receiver serves both runs: paths of their own
+    hooks = add_webhooks(engine, base, [f"{ok}{i}" for i in range(4)] + (["/hang"] if hanging else []),
+                         settings.secret_key)
     runner = WebhookRunner(engine=engine, settings=settings).start()
     events = 0
     started = time.perf_counter()
@@ -135,7 +139,7 @@ def latency(url: str, settings, base: str, rate: float, seconds: float) -> dict:
     expected = events * len(healthy)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        got = [r for r in received(base) if r[0].startswith("/ok")]
+        got = [r for r in received(base) if r[0].startswith(ok)]
         if len(got) >= expected:
             break
         time.sleep(0.2)
@@ -176,7 +180,7 @@ def main() -> int:
     load = Path("/proc/loadavg").read_text().split()[:3]
     result: dict = {"load_before": " ".join(load)}
     try:
-        for phase in ("throughput", "latency"):
+        for phase in ("throughput", "baseline", "latency"):
             with tempfile.TemporaryDirectory() as tmp:
                 if args.sqlite:
                     from contextlib import nullcontext
@@ -191,6 +195,10 @@ def main() -> int:
                     settings = Settings(database_url=url, secret_key="bench-secret-key", webhooks_allow_private=True)
                     if phase == "throughput":
                         result.update(throughput(url, settings, base, n))
+                    elif phase == "baseline":
+                        base_run = latency(url, settings, base, args.rate, seconds, hanging=False)
+                        result["p50_baseline_ms"] = base_run.get("p50_other_ms")
+                        result["p99_baseline_ms"] = base_run.get("p99_other_ms")
                     else:
                         result.update(latency(url, settings, base, args.rate, seconds))
     finally:
@@ -200,8 +208,8 @@ def main() -> int:
     result["load_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"phase 1: {result.get('deliveries')} deliveries in {result.get('seconds')} s "
           f"= {result.get('delivered_per_s')}/s", file=sys.stderr)
-    print(f"phase 2: p99 of the healthy endpoints next to a hanging one: {result.get('p99_other_ms')} ms",
-          file=sys.stderr)
+    print(f"phase 2: p99 of the healthy endpoints next to a hanging one: {result.get('p99_other_ms')} ms "
+          f"(without it: {result.get('p99_baseline_ms')} ms)", file=sys.stderr)
     print(json.dumps(result))
     return 0
 

@@ -280,6 +280,8 @@ class WebhookSender:
         while True:
             d = self._work.get()
             while d is not None:
+                if self._stopping:  # shutting down: left claimed, sent again after the lease
+                    break
                 outcome = self._attempt(d)
                 with self._lock:
                     self._unrecorded += 1
@@ -305,6 +307,8 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - recorded on the row, retried
+            if self._stopping:  # the client closed under it at shutdown: sent again after the lease
+                return Outcome(d, None, None, 0, utcnow(), deferred=True)
             log.exception("webhook delivery %s failed unexpectedly", d.row.id)
             error = f"{type(exc).__name__}: {exc}"
         return Outcome(d, code, error, int((time.perf_counter() - started) * 1000), utcnow())
