@@ -318,3 +318,33 @@ def test_sink_down_retries_then_failed_then_an_api_retry_sends_it_with_the_same_
         assert shown["status"] == "sent" and shown["attempts"] == 1
     finally:
         poller.stop()
+
+
+def test_a_clients_own_template_is_used_with_html_and_a_broken_one_falls_back_to_the_default(answering, sink):
+    from models import ClientTemplate
+
+    stack = answering()
+    with session_scope(stack.engine) as s:
+        acme = s.scalar(select(Client).where(Client.name == "Acme"))
+        beta = s.scalar(select(Client).where(Client.name == "Beta"))
+        s.add(ClientTemplate(client_id=acme.id, kind="acknowledgement",
+                             subject="Acme IT [#{{ ticket.number }}]: {{ subject }}",
+                             body_text="Dear {{ contact.first_name }}, {{ client.name }} ticket {{ ticket.number }}.",
+                             body_html="<p>Dear {{ contact.first_name }} &amp; team</p>"))
+        # saved around the API's check (as an old row could be): fails when rendered
+        s.add(ClientTemplate(client_id=beta.id, kind="notice_not_primary", subject="{{ nope.nope }}",
+                             body_text="x"))
+    first_id, data = mail("alice@acme.example", "Mouse broken")
+    deliver(stack, "alice@acme.example", data)
+    number = routed(stack.engine, first_id).ticket_id
+    (got,) = sink.wait_for(1)
+    ack = got.message
+    assert ack["Subject"] == f"Acme IT [#{number}]: Mouse broken"
+    assert ack.get_body(("plain",)).get_content().strip() == f"Dear Alice, Acme ticket {number}."
+    assert "Dear Alice &amp; team" in ack.get_body(("html",)).get_content()
+
+    second_id, data = mail("worker@beta.example", "Need access")
+    deliver(stack, "worker@beta.example", data)
+    assert routed(stack.engine, second_id).outcome == "rejected_not_primary"
+    got = sink.wait_for(2)[1]
+    assert got.message["Subject"] == "Your message was not opened as a ticket: Need access"  # the default
