@@ -1,7 +1,8 @@
 """Business hours of an SLA: the one definition the API validates and routing computes with.
 
 Stored on ``slas.business_hours`` as JSON: ``{"timezone": "Europe/Berlin", "windows": [{"day": 0,
-"start": "09:00", "end": "17:00"}, ...], "holidays": ["2026-12-25", ...]}`` (``day`` 0 = Monday).
+"start": "09:00", "end": "17:00"}, ...], "holidays": ["2026-12-25", ...]}`` (``day`` 0 = Monday;
+the API also takes a weekday name, ``mon`` or ``Monday``, and stores its number).
 The admin API takes :class:`BusinessHours` as its request schema; routing reads the stored JSON
 with :func:`parse_business_hours` (cached) and computes due times with it (routing.sla).
 
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -50,6 +52,21 @@ def _timezone(name: str) -> str:
     return name
 
 
+#: Weekday names a window's ``day`` may be given as (English, any case); stored as 0 = Monday.
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _weekday(value: Any) -> Any:
+    """Turn a weekday name (``mon``, ``Monday``) into its number; numbers pass through."""
+    if not isinstance(value, str) or value.strip().lstrip("-").isdigit():
+        return value
+    name = value.strip().lower()
+    for number, weekday in enumerate(WEEKDAYS):
+        if len(name) >= 3 and weekday.startswith(name):
+            return number
+    raise ValueError(f"unknown weekday {value!r}: give 0 (Monday) to 6 (Sunday) or a name such as mon")
+
+
 def _minute(text: str) -> int:
     hours, _, minutes = text.partition(":")
     return int(hours) * 60 + int(minutes)
@@ -63,7 +80,9 @@ class Window(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    day: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
+    day: Annotated[int, BeforeValidator(_weekday)] = Field(
+        ge=0, le=6, description="0 = Monday … 6 = Sunday; a name (mon, Monday) is accepted too"
+    )
     start: HHMM
     end: HHMM_END
 

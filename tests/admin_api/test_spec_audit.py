@@ -1,0 +1,45 @@
+"""Findings of the SPEC audit, each checked over real HTTP against the served app, on both databases."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from models.db import make_engine
+from tests.admin_api.served import serve
+
+ADMIN = "spec-audit-admin-token"
+
+
+@pytest.fixture
+def http(database_url):
+    from admin_api.app import create_app
+
+    engine = make_engine(database_url)
+    app = create_app(engine=engine, settings=Settings(database_url=database_url, admin_token=ADMIN))
+    with serve(app) as base, httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
+    ) as client:
+        yield client
+    engine.dispose()
+
+
+def test_sla_business_hours_take_weekday_names_and_store_their_numbers(http):
+    hours = {"timezone": "Europe/Berlin",
+             "windows": [{"day": "mon", "start": "08:00", "end": "17:00"},
+                         {"day": "Friday", "start": "08:00", "end": "12:00"},
+                         {"day": 2, "start": "09:00", "end": "17:00"}]}
+    created = http.post("/api/v1/slas", json={"name": "Office", "first_response_minutes": 60,
+                                              "business_hours": hours})
+    assert created.status_code == 201, created.text
+    assert [w["day"] for w in created.json()["business_hours"]["windows"]] == [0, 4, 2]
+    assert http.get(f"/api/v1/slas/{created.json()['id']}").json()["business_hours"]["windows"][1]["day"] == 4
+
+
+def test_an_unknown_weekday_name_is_a_422_naming_the_day(http):
+    refused = http.post("/api/v1/slas", json={"name": "Office", "first_response_minutes": 60, "business_hours": {
+        "timezone": "UTC", "windows": [{"day": "funday", "start": "08:00", "end": "17:00"}]}})
+    assert refused.status_code == 422
+    error = refused.json()["detail"][0]
+    assert error["loc"][-1] == "day" and "funday" in error["msg"]
