@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import binascii
+import re
 import uuid
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -24,6 +25,9 @@ from routing.outbox.templates import TemplateInvalid, TemplateSet, default_templ
 log = logging.getLogger(__name__)
 
 MAX_REFERENCES = 20  # the newest References kept in an answer
+MAX_SUBJECT = 500  # characters: a header line stays far below SMTP's 998
+#: A Message-ID we repeat in In-Reply-To/References: no white space, brackets or control characters.
+_MSG_ID = re.compile(r"^[!-;=?-~]{1,250}$")
 
 
 def template_kind(row) -> str:
@@ -100,13 +104,14 @@ def compose(row, values: dict, *, reply_address: str) -> bytes:
     headers = [
         ("From", _address(name, address)),
         ("To", _address(contact.get("name") or "", row.recipient)),
-        ("Subject", _text(rendered.subject)),
+        ("Subject", _text(rendered.subject[:MAX_SUBJECT])),
         ("Date", format_datetime(utcnow())),
         ("Message-ID", f"<{row.message_id}>"),
     ]
     parent = payload.get("in_reply_to")
-    if parent:
-        references = [r for r in (payload.get("references") or []) if r != parent][-(MAX_REFERENCES - 1):]
+    if parent and _MSG_ID.match(parent):
+        references = [r for r in (payload.get("references") or []) if r != parent and _MSG_ID.match(r)]
+        references = references[-(MAX_REFERENCES - 1):]
         headers += [("In-Reply-To", f"<{parent}>"),
                     ("References", "\r\n ".join(f"<{r}>" for r in [*references, parent]))]
     headers += [
