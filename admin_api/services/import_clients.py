@@ -203,8 +203,8 @@ class ClientImporter:
                 row.valid = False
             elif is_public_domain(domain) and not own and not self.allow_public_domains:
                 plan.error(row.line, "domains", f"{domain} is a public mail provider: everyone "
-                           "could mail in as this client (import with allow_public_domains to "
-                           "add it anyway)")
+                           "could mail in as this client (import with ?allow_public_domain=true, "
+                           "or ticketpost import --allow-public-domain, to add it anyway)")
                 row.valid = False
 
     def plan(self, records: list[Record]) -> ClientPlan:

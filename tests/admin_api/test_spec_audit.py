@@ -43,3 +43,16 @@ def test_an_unknown_weekday_name_is_a_422_naming_the_day(http):
     assert refused.status_code == 422
     error = refused.json()["detail"][0]
     assert error["loc"][-1] == "day" and "funday" in error["msg"]
+
+
+def test_an_imported_public_domain_names_the_switch_that_allows_it(http):
+    csv = b"name,domains\nSigma,yahoo.com\n"
+    refused = http.post("/api/v1/imports/clients", content=csv, headers={"Content-Type": "text/csv"})
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert (error["row"], error["column"]) == (2, "domains")
+    assert "?allow_public_domain=true" in error["message"]  # the query parameter the route takes
+    allowed = http.post("/api/v1/imports/clients", params={"allow_public_domain": "true"}, content=csv,
+                        headers={"Content-Type": "text/csv"})
+    assert allowed.status_code == 200 and allowed.json()["created"] == 1
+    assert http.get("/api/v1/clients", params={"q": "Sigma"}).json()["items"][0]["domains"] == ["yahoo.com"]
