@@ -62,7 +62,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 # Answers any /api/v1 operation can give, documented once for all of them in OpenAPI (FastAPI
 # documents 422 itself, with its HTTPValidationError shape, which our own 422s share).
 COMMON_RESPONSES: dict[int | str, dict] = {
-    400: {"description": "the request body could not be parsed (not JSON, not UTF-8)"},
+    400: {"description": "a multipart body could not be parsed (a body that is not JSON is a 422)"},
     401: {"description": "no bearer token, or an unknown or revoked one"},
     409: {"description": "a concurrent change got in the way (nothing was changed): retry"},
     413: {"description": "the request body is larger than the configured limit"},

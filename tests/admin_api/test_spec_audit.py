@@ -56,3 +56,10 @@ def test_an_imported_public_domain_names_the_switch_that_allows_it(http):
                         headers={"Content-Type": "text/csv"})
     assert allowed.status_code == 200 and allowed.json()["created"] == 1
     assert http.get("/api/v1/clients", params={"q": "Sigma"}).json()["items"][0]["domains"] == ["yahoo.com"]
+
+
+def test_a_body_that_is_not_json_is_a_422_naming_the_body(http):
+    answer = http.post("/api/v1/clients", content=b'{"name": "Acme",', headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422
+    [error] = answer.json()["detail"]
+    assert error["loc"][0] == "body" and error["type"] == "json_invalid"
