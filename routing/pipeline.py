@@ -61,6 +61,7 @@ DATABASE_STEPS: tuple[Step, ...] = (rate_limit, duplicate, client, contact, thre
 #: RoutingStop with the final outcome.
 STEPS: tuple[Step, ...] = MESSAGE_STEPS + DATABASE_STEPS
 
+
 class InboundNotFound(LookupError):
     """Raised when no inbound message has the given id (nothing to route; retrying cannot help)."""
 
