@@ -120,13 +120,7 @@ def route_batch(inbound_ids, *, engine: Engine | None = None, settings=None) -> 
 
 def _read(db: Connection, ids: list[int]) -> list[InboundRow]:
     """The batch's rows, read in autocommit mode: no transaction, no lock (as pipeline._read)."""
-    db.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        rows = sql.READ_INBOUND_MANY.rows(db, {"ids": ids})
-        db.rollback()  # ends SQLAlchemy's autobegun (empty) transaction
-    finally:
-        db.execution_options(isolation_level=db.default_isolation_level)
-    return [take(InboundRow, row) for row in rows]
+    return [take(InboundRow, row) for row in sql.READ_INBOUND_MANY.rows_autocommit(db, {"ids": ids})]
 
 
 def _parse(db: Connection, inbound: InboundRow, settings, done: BatchResult) -> _Prepared | None:

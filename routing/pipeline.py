@@ -161,24 +161,10 @@ def route_inbound(inbound_id: int, *, engine: Engine | None = None, settings=Non
 
 def _read(db: Connection, inbound_id: int) -> InboundRow:
     """The stored inbound row, read in autocommit mode: no transaction, no lock (SQLite included)."""
-    params = {"inbound_id": inbound_id}
-    if db.dialect.driver == "psycopg":  # routing.prepared runs on the driver: switch it there (9 µs, not 60)
-        driver = db.connection.dbapi_connection
-        driver.autocommit = True
-        try:
-            row = sql.READ_INBOUND.first(db, params)
-        finally:
-            driver.autocommit = False
-    else:
-        db.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            row = sql.READ_INBOUND.first(db, params)
-            db.rollback()  # ends SQLAlchemy's autobegun (empty) transaction
-        finally:
-            db.execution_options(isolation_level=db.default_isolation_level)
-    if row is None:
+    rows = sql.READ_INBOUND.rows_autocommit(db, {"inbound_id": inbound_id})
+    if not rows:
         raise InboundNotFound(f"no inbound message with id {inbound_id}")
-    return take(InboundRow, row)
+    return take(InboundRow, rows[0])
 
 
 def read_locked(db: Connection, inbound_id: int) -> InboundRow:

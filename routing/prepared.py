@@ -60,6 +60,26 @@ class Prepared:
         return [tuple(process(value) if process else value for process, value in zip(results, row))
                 for row in rows]
 
+    def rows_autocommit(self, db: Connection, params: dict[str, Any]) -> list[tuple]:
+        """:meth:`rows`, run outside any transaction (autocommit): it takes no lock, on SQLite
+        not even the write lock every transaction there takes (models.db). ``db`` must have no
+        transaction open. On psycopg the driver's autocommit is switched directly (9 µs against
+        60 µs through SQLAlchemy's isolation level)."""
+        if db.dialect.driver == "psycopg":
+            driver = db.connection.dbapi_connection
+            driver.autocommit = True
+            try:
+                return self.rows(db, params)
+            finally:
+                driver.autocommit = False
+        db.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            rows = self.rows(db, params)
+            db.rollback()  # ends SQLAlchemy's autobegun (empty) transaction
+        finally:
+            db.execution_options(isolation_level=db.default_isolation_level)
+        return rows
+
     def first(self, db: Connection, params: dict[str, Any]) -> tuple | None:
         """The first row, or None."""
         rows = self.rows(db, params)
