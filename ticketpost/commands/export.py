@@ -12,7 +12,7 @@ def register(sub) -> None:
                     "importing the file again changes nothing.")
     parser.add_argument("kind", choices=("clients", "contacts"))
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_schema=True)
 
 
 def run(args) -> int:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 def register(sub) -> None:
     parser = sub.add_parser("mailbox", help="add, list or remove IMAP mailboxes to poll")
+    parser.set_defaults(needs_schema=True)
     actions = parser.add_subparsers(dest="mailbox_action", metavar="ACTION", required=True)
 
     add = actions.add_parser(

@@ -65,7 +65,7 @@ def register(sub) -> None:
     parser.add_argument("--outcome", choices=OUTCOMES)
     parser.add_argument("--since", help="received at or after (ISO 8601, or 30m/2h/7d ago)")
     parser.add_argument("--until", help="received before (ISO 8601, or 30m/2h/7d ago)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_schema=True)
 
 
 def run(args) -> int:
