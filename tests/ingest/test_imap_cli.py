@@ -119,3 +119,15 @@ def test_a_bad_since_date_is_a_clear_error(cli_env, capsys):
 def test_uid_sets_are_compact_ranges():
     assert uid_set([5, 1, 2, 3, 9, 10, 3]) == ["1:3", "5", "9:10"]
     assert uid_set([]) == []
+
+
+def test_a_graph_mailbox_is_listed_by_its_user_not_as_an_imap_login(cli_env, capsys):
+    cli_env.setenv("GRAPH_SECRET", "s3cr3t")
+    assert main(["mailbox", "add", "m365", "--kind", "graph", "--auth", "oauth2",
+                 "--user", "help@msp.example", "--provider", "microsoft", "--tenant-id", "t",
+                 "--client-id", "c", "--client-secret-env", "GRAPH_SECRET"]) == 0
+    capsys.readouterr()
+    assert main(["mailbox", "list"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "graph help@msp.example at graph.microsoft.com" in line
+    assert "UIDVALIDITY" not in line and ":993" not in line and "s3cr3t" not in line

@@ -255,6 +255,10 @@ def run_list(args) -> int:
             health = f"ok, last success {r['last_success_at']}"
         else:
             health = "not polled yet"
+        if r["kind"] == "graph":  # no IMAP host, port or UIDs: the user and its Graph host
+            print(f"{r['id']}\t{r['name']}\tgraph {r['username']} at {r['host']}\t"
+                  f"{r['folder']}{after}\t{state}\t{health}")
+            continue
         print(f"{r['id']}\t{r['name']}\t{r['username']}@{r['host']}:{r['port']} {r['security']}\t"
               f"{r['folder']}{after}\t{state}\tlast UID {r['last_uid']} "
               f"(UIDVALIDITY {r['uidvalidity']})\t{health}")
