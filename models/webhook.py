@@ -18,6 +18,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
+from models.secrets import decrypt_secret, encrypt_secret
 
 #: The events a webhook may subscribe to (``webhook.test`` is sent by the test endpoint only).
 WEBHOOK_EVENTS = (
@@ -35,6 +36,26 @@ def events_column(events: list[str]) -> str:
 def events_list(stored: str | None) -> list[str]:
     """The list of events of the stored form."""
     return (stored or "").split()
+
+
+#: The stored form of a secret kept without encryption (no TICKETPOST_SECRET_KEY configured).
+PLAIN = b"plain:"
+
+
+def seal_secret(secret: str, *, key: str | None) -> bytes:
+    """The stored form of a webhook secret: encrypted with ``key`` (models.secrets), or, with no
+    key configured, as it is behind :data:`PLAIN` (the webhook must still be able to sign)."""
+    if key:
+        return encrypt_secret(secret, key=key)
+    return PLAIN + secret.encode("utf-8")
+
+
+def open_secret(blob: bytes, *, key: str | None) -> str:
+    """The secret :func:`seal_secret` stored; raises SecretKeyMissing or SecretUndecryptable."""
+    blob = bytes(blob)
+    if blob.startswith(PLAIN):
+        return blob[len(PLAIN):].decode("utf-8")
+    return decrypt_secret(blob, key=key)
 
 
 class Webhook(Base):

@@ -10,7 +10,6 @@ from admin_api.schemas import ListOf, OutboxStatus, WebhookCreate, WebhookDelive
 from admin_api.services import webhooks as service
 from admin_api.services.errors import Invalid
 from models import OutboxItem, Webhook
-from models.secrets import SecretKeyMissing
 from models.webhook import events_list
 from routing.outbox.dispatcher import hand_over
 
@@ -36,14 +35,11 @@ def delivery_out(item: OutboxItem, attempts) -> WebhookDeliveryOut:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookOut)
 def create_webhook(body: WebhookCreate, session: SessionDep, settings: SettingsDep, _: AdminRole):
     """Subscribe a URL to events; the answer shows a generated secret once."""
-    try:
-        webhook, generated = service.create_webhook(
-            session, url=body.url, events=list(body.events),
-            secret=body.secret.get_secret_value() if body.secret else None, enabled=body.enabled,
-            description=body.description, secret_key=settings.secret_key,
-            allow_private=settings.webhooks_allow_private)
-    except SecretKeyMissing as exc:
-        raise Invalid("secret", str(exc)) from None
+    webhook, generated = service.create_webhook(
+        session, url=body.url, events=list(body.events),
+        secret=body.secret.get_secret_value() if body.secret else None, enabled=body.enabled,
+        description=body.description, secret_key=settings.secret_key,
+        allow_private=settings.webhooks_allow_private)
     session.commit()
     return webhook_out(webhook, generated)
 
@@ -68,12 +64,9 @@ def update_webhook(webhook_id: IdPath, body: WebhookUpdate, session: SessionDep,
         if body.secret is None:
             raise Invalid("secret", "the secret cannot be null; leave it out to keep it")
         changes["secret"] = body.secret.get_secret_value()
-    try:
-        webhook, generated = service.update_webhook(
-            session, webhook_id=webhook_id, changes=changes, secret_key=settings.secret_key,
-            allow_private=settings.webhooks_allow_private, rotation_grace_s=settings.webhooks_rotation_grace)
-    except SecretKeyMissing as exc:
-        raise Invalid("secret", str(exc)) from None
+    webhook, generated = service.update_webhook(
+        session, webhook_id=webhook_id, changes=changes, secret_key=settings.secret_key,
+        allow_private=settings.webhooks_allow_private, rotation_grace_s=settings.webhooks_rotation_grace)
     session.commit()
     return webhook_out(webhook, generated)
 

@@ -4,7 +4,8 @@ Decisions (SPEC §11 is silent on these):
 
 - A secret is write-only. Left out on create, one is generated (``whsec_`` + base64 of 32 random
   bytes) and shown once, in that answer. It is stored encrypted with TICKETPOST_SECRET_KEY like
-  mailbox passwords, since it must be read back to sign.
+  mailbox passwords, since it must be read back to sign; without a key configured it is stored
+  as it is (models.webhook.seal_secret), so webhooks work in a bare embedded installation.
 - Rotation: ``PATCH`` with a new ``secret``, or ``{"rotate": true}`` (a new one is generated and
   shown once). The old secret keeps signing alongside the new one (two signatures in
   ``webhook-signature``) for TICKETPOST_WEBHOOKS_ROTATION_GRACE (24 h), so receivers can switch
@@ -30,8 +31,7 @@ from sqlalchemy.orm import Session
 from admin_api.services.errors import Conflict, Invalid, NotFound, checked_fields
 from admin_api.services.pages import Page, paginate
 from models import TEST_EVENT, WEBHOOK_EVENTS, OutboxItem, Webhook, WebhookAttempt, utcnow
-from models.secrets import encrypt_secret
-from models.webhook import events_column
+from models.webhook import events_column, seal_secret
 from routing.webhooks.events import write_event
 from routing.webhooks.signing import BadSecret, generate_secret, secret_key
 from routing.webhooks.targets import TargetRefused, check_url
@@ -66,13 +66,13 @@ def create_webhook(session: Session, *, url: str, events: list[str], secret: str
                    allow_private: bool) -> tuple[Webhook, str | None]:
     """Add a webhook; return it and the generated secret (None when one was given).
 
-    Raises Invalid, or models.secrets.SecretKeyMissing when TICKETPOST_SECRET_KEY is unset.
+    Raises Invalid.
     """
     generated = None
     if secret is None:
         secret = generated = generate_secret()
     webhook = Webhook(url=_url(url, allow_private=allow_private), events=_events(events),
-                      secret_encrypted=encrypt_secret(_checked_secret(secret), key=secret_key),
+                      secret_encrypted=seal_secret(_checked_secret(secret), key=secret_key),
                       enabled=enabled, description=description)
     session.add(webhook)
     session.flush()
@@ -103,7 +103,7 @@ def update_webhook(session: Session, *, webhook_id: int, changes: Mapping[str, A
             raise Invalid("rotate", "give either a new secret or rotate: true, not both")
         new_secret = generated = generate_secret()
     if new_secret is not None:
-        encrypted = encrypt_secret(_checked_secret(new_secret), key=secret_key)
+        encrypted = seal_secret(_checked_secret(new_secret), key=secret_key)
         webhook.previous_secret_encrypted = webhook.secret_encrypted
         webhook.previous_secret_expires_at = utcnow() + timedelta(seconds=rotation_grace_s)
         webhook.secret_encrypted = encrypted

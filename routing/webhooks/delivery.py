@@ -47,12 +47,13 @@ from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from models import OutboxItem, Webhook, WebhookAttempt, utcnow
 from models.base import UTCDateTime
-from models.secrets import SecretKeyMissing, SecretUndecryptable, decrypt_secret
+from models.secrets import SecretKeyMissing, SecretUndecryptable
+from models.webhook import open_secret
 from routing.outbox import dispatcher
 from routing.outbox.dispatcher import FAILED_HOOKS, HANDLERS, RETRY_POLICIES, Result, RetryPolicy, _claim_statement
 from routing.webhooks.events import outbox_failed
@@ -144,9 +145,9 @@ def _keys(webhook, *, secret_key_setting: str | None, now) -> tuple[bytes, ...]:
     cache_key = (webhook.id, bytes(webhook.secret_encrypted), bytes(previous) if previous else None)
     keys = _keys_cache.get(cache_key)
     if keys is None:
-        keys = (secret_key(decrypt_secret(webhook.secret_encrypted, key=secret_key_setting)),)
+        keys = (secret_key(open_secret(webhook.secret_encrypted, key=secret_key_setting)),)
         if previous:
-            keys += (secret_key(decrypt_secret(previous, key=secret_key_setting)),)
+            keys += (secret_key(open_secret(previous, key=secret_key_setting)),)
         if len(_keys_cache) > 10_000:
             _keys_cache.clear()
         _keys_cache[cache_key] = keys

@@ -137,11 +137,25 @@ def test_a_disabled_webhook_gets_no_test_and_can_be_deleted(admin, receiver):
     assert admin.get(path).status_code == 404
 
 
-def test_without_a_secret_key_a_webhook_cannot_be_stored(api_engine, pg_url, receiver):
-    from admin_api.app import create_app
+def test_without_a_secret_key_webhooks_still_sign_and_with_one_the_secret_is_encrypted(api_engine, pg_url, receiver,
+                                                                                       admin):
+    from sqlalchemy import select
 
-    keyless = Settings(database_url=pg_url, admin_token=ADMIN_TOKEN, webhooks_allow_private=True)
+    from admin_api.app import create_app
+    from models import Webhook
+    from models.db import session_scope
+
+    keyless = Settings(database_url=pg_url, admin_token=ADMIN_TOKEN, webhooks_allow_private=True,
+                       webhooks_min_backoff_s=0)
     with TestClient(create_app(engine=api_engine, settings=keyless)) as client:
-        response = Api(client, ADMIN_TOKEN).post("/api/v1/webhooks", json={"url": receiver.base,
-                                                                           "events": ["ticket.created"]})
-    assert response.status_code == 422 and response.json()["detail"][0]["loc"][-1] == "secret"
+        made = Api(client, ADMIN_TOKEN).ok("POST", "/api/v1/webhooks", 201,
+                                           json={"url": receiver.base + "/k", "events": ["ticket.created"]})
+        Api(client, ADMIN_TOKEN).ok("POST", f"/api/v1/webhooks/{made['id']}/test", 202)
+    _deliver(api_engine, keyless)
+    (got,) = receiver.wait_for("/k", 1)
+    assert verify(made["secret"], got.headers, got.body)
+    encrypted = _create(admin, receiver.base + "/e")  # the app of the fixtures has a SECRET_KEY
+    with session_scope(api_engine) as s:
+        stored = dict(s.execute(select(Webhook.id, Webhook.secret_encrypted)).all())
+    assert bytes(stored[made["id"]]) == b"plain:" + made["secret"].encode()
+    assert encrypted["secret"].encode() not in bytes(stored[encrypted["id"]])
