@@ -14,7 +14,7 @@
    (outbox row + Message-ID) and is handed to the dispatcher queue (an in-process one here).
 2. ``sent_per_s``: the acknowledgements that run wrote, sent by the dispatcher (``send_outbox``'s
    body in TICKETPOST_WORKER_THREADS threads, default 2) to a local SMTP sink in its own process
-   (aiosmtpd with STARTTLS and AUTH: ``tests.outbox.sink``), over TICKETPOST_OUTBOX_CONNECTIONS
+   (aiosmtpd with STARTTLS and AUTH: ``bench.smtp_sink``), over TICKETPOST_OUTBOX_CONNECTIONS
    connections (default 4), from the first claim to the last recorded ``sent``; more rows are
    added first when the corpus opened fewer tickets than asked.
 """
@@ -50,7 +50,7 @@ def _free_port() -> int:
 def start_sink(directory: Path) -> tuple[subprocess.Popen, int, str]:
     """The SMTP sink (STARTTLS + AUTH) in its own process; (process, port, CA file)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.outbox.sink", str(directory), str(port), "--count-only"],
+    proc = subprocess.Popen([sys.executable, "-m", "bench.smtp_sink", str(directory), str(port), "--count-only"],
                             cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     info = json.loads(proc.stdout.readline())
     return proc, info["port"], info["cert"]

@@ -81,3 +81,16 @@ def test_the_packages_import_each_other_without_a_cycle():
 
     for package in graph:
         visit(package, [])
+
+
+def test_the_benchmarks_use_no_test_module():
+    """bench/ stands on its own: it neither imports tests nor runs one as a process."""
+    found = []
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            strings = [node.value] if isinstance(node, ast.Constant) and isinstance(node.value, str) else []
+            if any(n.split(".")[0] == "tests" for n in names) or any(s.startswith("tests.") for s in strings):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, "bench uses test modules at " + ", ".join(found)

@@ -6,7 +6,7 @@ import pytest
 
 from core.settings import Settings, get_settings, reset_settings
 from routing.outbox.transport import close_transports
-from tests.outbox.sink import SmtpSink
+from bench.smtp_sink import SmtpSink
 
 
 @pytest.fixture

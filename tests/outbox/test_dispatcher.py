@@ -91,7 +91,7 @@ def test_a_permanent_refusal_fails_at_once(engine, sink, outbound_settings):
 
 
 def test_implicit_tls_smtps(engine, tmp_path, outbound_settings):
-    from tests.outbox.sink import SmtpSink
+    from bench.smtp_sink import SmtpSink
 
     (tmp_path / "smtps").mkdir()
     smtps = SmtpSink(tmp_path / "smtps", implicit_tls=True).start()

@@ -1,9 +1,9 @@
-"""A real SMTP sink for the outbox tests: aiosmtpd with STARTTLS and AUTH on 127.0.0.1.
+"""A real SMTP sink for the outbox tests and bench.outbox: aiosmtpd with STARTTLS and AUTH on 127.0.0.1.
 
 ``SmtpSink`` records every accepted message (envelope and bytes) and what the session did
 (STARTTLS before AUTH?). It can be stopped and started again on the same port (the "sink down"
 case), refuse recipients with a 5xx, and hold DATA until released (a send in flight, for the
-kill -9 case). The same class runs as a separate process (``python -m tests.outbox.sink``) that
+kill -9 case). The same class runs as a separate process (``python -m bench.smtp_sink``) that
 appends each message to a spool directory, for the tests where ticketpost runs in subprocesses.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import free_port
+from bench.smtp_e2e import free_port
 from bench.tls import self_signed_cert
 
 USER, PASSWORD = "ticketpost", "s3cret-pass"
@@ -128,7 +128,7 @@ class SmtpSink:
 
 
 def main() -> None:  # pragma: no cover - run as a process by tests and bench.outbox
-    """``python -m tests.outbox.sink DIR PORT [--count-only]``: spool to DIR/spool, or only count."""
+    """``python -m bench.smtp_sink DIR PORT [--count-only]``: spool to DIR/spool, or only count."""
     directory, port = Path(sys.argv[1]), int(sys.argv[2])
     spool = None
     if "--count-only" not in sys.argv:
