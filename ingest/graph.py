@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -44,15 +44,16 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from core.settings import Settings, get_settings
-from ingest.handover import HandOver, enqueue_for_routing
+from core.settings import Settings
+from ingest.handover import enqueue_for_routing
 from ingest.imap import describe, failure_delay, record_auth_ok, record_failure
 from ingest.imap_lock import lock_for
 from ingest.imap_sync import CheckpointMoved, MailboxGone
+from ingest.pollers import PollerSupervisor
 from ingest.store import inbound_values, insert_inbound
 from models import GraphMessage, InboundMessage, Mailbox
 from models.base import utcnow
-from models.db import get_engine, session_scope
+from models.db import session_scope
 from models.mailbox import GRAPH_BASE_URL
 from models.oauth2 import AuthFailed, access_token
 from routing.mailparse import header_message_id
@@ -645,75 +646,11 @@ class GraphPoller(threading.Thread):
         self._stop_event.wait(delay)
 
 
-class GraphService:
-    """Runs a ``GraphPoller`` for each enabled graph mailbox and follows the mailbox table."""
+class GraphService(PollerSupervisor):
+    """Runs a ``GraphPoller`` for each enabled graph mailbox and follows the mailbox table
+    (``ingest.pollers.PollerSupervisor``)."""
 
-    def __init__(self, *, engine: Engine | None = None, settings: Settings | None = None,
-                 hand_over: Callable[[int], object] | None = None) -> None:
-        self.settings = settings or get_settings()
-        self.engine = engine or get_engine(self.settings.database_url)
-        self._background = HandOver(name="graph-hand-over") if hand_over is None else None
-        self.hand_over = hand_over or self._background
-        self.pollers: dict[int, GraphPoller] = {}
-        self._fingerprints: dict[int, tuple] = {}
-        self._stop_event = threading.Event()
-        self._supervisor: threading.Thread | None = None
-
-    def start(self) -> "GraphService":
-        try:
-            self.reconcile()
-        except Exception:  # noqa: BLE001 - the supervisor keeps trying
-            log.warning("could not read the graph mailboxes yet; will retry", exc_info=True)
-        self._supervisor = threading.Thread(target=self._supervise, name="graph-service",
-                                            daemon=True)
-        self._supervisor.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> list[str]:
-        self._stop_event.set()
-        deadline = time.monotonic() + timeout
-        if self._supervisor is not None:
-            self._supervisor.join(max(0.0, deadline - time.monotonic()))
-        pollers = list(self.pollers.values())
-        for poller in pollers:
-            poller.stop()
-        for poller in pollers:
-            poller.join(max(0.0, deadline - time.monotonic()))
-        self.pollers.clear()
-        self._fingerprints.clear()
-        if self._background is not None:
-            self._background.close(max(0.5, deadline - time.monotonic()))
-        return [p.mailbox.name for p in pollers if p.is_alive()]
-
-    def _supervise(self) -> None:
-        while not self._stop_event.wait(self.settings.imap_reload_interval_s):
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001
-                log.warning("could not re-read the graph mailboxes", exc_info=True)
-
-    def reconcile(self) -> None:
-        """Make the running pollers match the enabled graph mailboxes."""
-        with session_scope(self.engine) as session:
-            rows = session.scalars(
-                select(Mailbox).where(Mailbox.enabled.is_(True), Mailbox.kind == "graph")
-            ).all()
-            wanted = {row.id: GraphMailbox.of(row) for row in rows}
-        if self._stop_event.is_set():
-            return
-        for mailbox_id in list(self.pollers):
-            mailbox = wanted.get(mailbox_id)
-            poller = self.pollers[mailbox_id]
-            if mailbox is None or astuple(mailbox) != self._fingerprints[mailbox_id] \
-                    or not poller.is_alive():
-                poller.stop()
-                poller.join(30)
-                del self.pollers[mailbox_id]
-                del self._fingerprints[mailbox_id]
-        for mailbox_id, mailbox in wanted.items():
-            if mailbox_id not in self.pollers:
-                poller = GraphPoller(mailbox, engine=self.engine, settings=self.settings,
-                                     hand_over=self.hand_over)
-                self.pollers[mailbox_id] = poller
-                self._fingerprints[mailbox_id] = astuple(mailbox)
-                poller.start()
+    kind = "graph"
+    label = "graph"
+    config_class = GraphMailbox
+    poller_class = GraphPoller

@@ -32,13 +32,13 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import astuple
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from ingest.handover import HandOver, enqueue_for_routing
+from ingest.handover import enqueue_for_routing
 from ingest.imap_lock import lock_for
+from ingest.pollers import PollerSupervisor
 from ingest.imap_sync import (
     CheckpointMoved,
     MailboxConfig,
@@ -48,10 +48,10 @@ from ingest.imap_sync import (
 )
 from models import Mailbox
 from models.base import utcnow
-from models.db import get_engine, session_scope
+from models.db import session_scope
 from models.secrets import decrypt_secret
 from models.oauth2 import AuthFailed, access_token, token_provider
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from routing.webhooks.events import mailbox_unhealthy
 
 log = logging.getLogger(__name__)
@@ -445,97 +445,14 @@ def _logout_quietly(client) -> None:
             pass
 
 
-class ImapService:
-    """Runs a ``MailboxPoller`` for each enabled mailbox and follows changes to the mailbox table.
+class ImapService(PollerSupervisor):
+    """Runs a ``MailboxPoller`` for each enabled IMAP mailbox and follows the mailbox table.
 
-    ``start()`` returns at once; ``stop(timeout)`` stops every poller and waits for them.
+    ``start()`` returns at once; ``stop(timeout)`` stops every poller and waits for them
+    (``ingest.pollers.PollerSupervisor``).
     """
 
-    def __init__(
-        self,
-        *,
-        engine: Engine | None = None,
-        settings: Settings | None = None,
-        hand_over: Callable[[int], object] | None = None,
-    ) -> None:
-        """``hand_over`` (called in the poller thread) defaults to the routing queue, fed from a
-        background thread (``ingest.handover.HandOver``)."""
-        self.settings = settings or get_settings()
-        self.engine = engine or get_engine(self.settings.database_url)
-        self._background = HandOver(name="imap-hand-over") if hand_over is None else None
-        self.hand_over = hand_over or self._background
-        self.pollers: dict[int, MailboxPoller] = {}
-        self._fingerprints: dict[int, tuple] = {}
-        self._stop_event = threading.Event()
-        self._supervisor: threading.Thread | None = None
-
-    def start(self) -> "ImapService":
-        """Start the pollers of enabled mailboxes and the thread that follows mailbox changes."""
-        try:
-            self.reconcile()
-        except Exception:  # noqa: BLE001 - the supervisor keeps trying
-            log.warning("could not read the mailboxes yet; will retry", exc_info=True)
-        self._supervisor = threading.Thread(target=self._supervise, name="imap-service",
-                                            daemon=True)
-        self._supervisor.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> list[str]:
-        """Stop every poller (each finishes its current step) and wait up to ``timeout`` seconds;
-        return the names of mailboxes whose poller had not finished by then (logged too)."""
-        self._stop_event.set()
-        deadline = time.monotonic() + timeout
-        if self._supervisor is not None:
-            self._supervisor.join(max(0.0, deadline - time.monotonic()))
-        pollers = list(self.pollers.values())
-        for poller in pollers:
-            poller.stop()
-        for poller in pollers:
-            poller.join(max(0.0, deadline - time.monotonic()))
-        self.pollers.clear()
-        self._fingerprints.clear()
-        if self._background is not None:
-            self._background.close(max(0.5, deadline - time.monotonic()))
-        late = [p.config.name for p in pollers if p.is_alive()]
-        if late:
-            log.warning("IMAP pollers still finishing after stop", extra={"mailboxes": late})
-        return late
-
-    def wait(self) -> None:
-        """Block until ``stop()`` is called (the foreground ``ticketpost imap``)."""
-        while not self._stop_event.wait(1.0):
-            pass
-
-    def _supervise(self) -> None:
-        while not self._stop_event.wait(self.settings.imap_reload_interval_s):
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001
-                log.warning("could not re-read the mailboxes", exc_info=True)
-
-    def reconcile(self) -> None:
-        """Make the running pollers match the enabled mailboxes (start, restart, stop)."""
-        with session_scope(self.engine) as session:
-            rows = session.scalars(
-                select(Mailbox).where(Mailbox.enabled.is_(True), Mailbox.kind == "imap")
-            ).all()
-            wanted = {row.id: MailboxConfig.of(row) for row in rows}
-        if self._stop_event.is_set():
-            return
-        for mailbox_id in list(self.pollers):
-            config = wanted.get(mailbox_id)
-            poller = self.pollers[mailbox_id]
-            if config is None or astuple(config) != self._fingerprints[mailbox_id] \
-                    or not poller.is_alive():
-                poller.stop()
-                poller.join(30)
-                del self.pollers[mailbox_id]
-                del self._fingerprints[mailbox_id]
-        for mailbox_id, config in wanted.items():
-            if mailbox_id not in self.pollers:
-                poller = MailboxPoller(
-                    config, engine=self.engine, settings=self.settings, hand_over=self.hand_over
-                )
-                self.pollers[mailbox_id] = poller
-                self._fingerprints[mailbox_id] = astuple(config)
-                poller.start()
+    kind = "imap"
+    label = "IMAP"
+    config_class = MailboxConfig
+    poller_class = MailboxPoller
