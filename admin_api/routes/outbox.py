@@ -47,6 +47,8 @@ def get_outbox_item(item_id: IdPath, session: SessionDep, _: AnyRole):
 
 @router.post("/{item_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=RetryOut,
              responses={**NOT_FOUND, **CONFLICT})
+@router.post("/{item_id}/replay", status_code=status.HTTP_202_ACCEPTED, response_model=RetryOut,
+             responses={**NOT_FOUND, **CONFLICT})
 def retry(item_id: IdPath, session: SessionDep, _: AdminRole):
     """Send a failed (or still waiting) row again, now, with fresh attempts and its Message-ID."""
     item = service.retry_outbox_item(session, item_id=item_id)

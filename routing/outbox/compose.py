@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from models import ClientTemplate, Client, Contact, InboundMessage, Ticket, utcnow
 from routing.outbox.templates import TemplateInvalid, TemplateSet, default_template, render
+from routing.steps.contact import UNKNOWN_LAST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ def load_values(db: Connection, rows: list) -> dict[int, dict]:
         i, c = InboundMessage.__table__, Contact.__table__
         for row in db.execute(select(i.c.id, c.c.first_name, c.c.last_name, c.c.email)
                               .join(c, c.c.id == i.c.contact_id).where(i.c.id.in_(inbound_ids))):
-            contacts[row.id] = {"first_name": row.first_name, "last_name": row.last_name,
-                                "name": f"{row.first_name} {row.last_name}".strip(), "email": row.email}
+            # routing's placeholder for a sender known by one name only is never shown to them
+            last = "" if row.last_name == UNKNOWN_LAST_NAME else row.last_name
+            contacts[row.id] = {"first_name": row.first_name, "last_name": last,
+                                "name": f"{row.first_name} {last}".strip(), "email": row.email}
     clients, overrides = {}, {}
     if client_ids:
         c = Client.__table__

@@ -55,6 +55,13 @@ def test_a_failed_item_is_retried_with_fresh_attempts_and_a_sent_one_is_not(admi
     assert admin.request("POST", "/api/v1/outbox/999999/retry").status_code == 404
 
 
+def test_replay_is_another_name_for_retry(admin, technician, api_engine):
+    _ticket, (_ack, notice, _hook) = _rows(api_engine)
+    assert technician.request("POST", f"/api/v1/outbox/{notice}/replay").status_code == 403
+    replayed = admin.ok("POST", f"/api/v1/outbox/{notice}/replay", 202)
+    assert replayed["item"]["status"] == "pending" and replayed["item"]["message_id"] == "not.1@msp.example"
+
+
 def test_clients_acknowledge_by_default_and_can_switch_it_off(admin):
     client = make_client(admin)
     assert client["send_acknowledgements"] is True

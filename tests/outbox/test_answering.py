@@ -134,6 +134,16 @@ def test_a_new_ticket_is_acknowledged_and_a_reply_to_the_acknowledgement_threads
     assert len(sink.messages) == 1  # a reply is not acknowledged
 
 
+def test_a_sender_known_by_one_name_is_addressed_by_it_without_routings_placeholder(answering, sink):
+    stack = answering()
+    first_id, data = mail("carl@acme.example", "Scanner jammed")
+    deliver(stack, "carl@acme.example", data)
+    assert routed(stack.engine, first_id).outcome == "ticket_created"
+    (got,) = sink.wait_for(1)
+    assert got.message["To"] == "Carl <carl@acme.example>"  # the contact's last name is "(unknown)"
+    assert "(unknown)" not in got.data.decode()
+
+
 def test_a_colleague_refused_by_the_primary_contact_rule_gets_one_notice_without_the_primarys_address(answering, sink):
     stack = answering()
     first_id, data = mail("worker@beta.example", "VPN broken")
