@@ -32,6 +32,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from bench import loopback_http
+
 
 @dataclass
 class Message:
@@ -155,18 +157,14 @@ class GraphServer:
                 body = self._body()
                 return self._send(*state.api("PATCH", self.path, self.headers, body))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = loopback_http.serve(Handler, self.port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._patches_open.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        loopback_http.close(self._server)
+        self._server = None
 
     def stats(self) -> dict:
         return {"token_requests": self.token_requests, "api_requests": self.api_requests,

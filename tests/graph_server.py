@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from bench import loopback_http
 from bench.graph_server import GraphServer  # noqa: F401 - re-exported for the tests
 
 
 @pytest.fixture
 def graph_server():
     """A started local Graph server, stopped afterwards."""
-    server = GraphServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from loopback_http.running(GraphServer())

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
+from bench import loopback_http
+
 
 @dataclass
 class Grant:
@@ -118,17 +120,13 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = loopback_http.serve(Handler, self.port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        loopback_http.close(self._server)
+        self._server = None
 
     # --- the endpoints ---------------------------------------------------------------------------
 
@@ -235,8 +233,4 @@ import pytest  # noqa: E402
 @pytest.fixture
 def token_server():
     """A started token server on loopback, stopped afterwards."""
-    server = TokenServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from loopback_http.running(TokenServer())

@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from bench import loopback_http
 from tests.conftest import free_port
 
 
@@ -65,10 +66,7 @@ class Receiver:
                 self.wfile.write(text)
 
         self.port = self.port or free_port()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = loopback_http.serve(Handler, self.port)
         return self
 
     def release(self) -> None:
@@ -76,8 +74,7 @@ class Receiver:
 
     def stop(self) -> None:
         self.release()
-        self._server.shutdown()
-        self._server.server_close()
+        loopback_http.close(self._server)
 
     def at(self, path: str) -> list[Received]:
         with self.arrived:
