@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import signal
-
-from sqlalchemy import select
-
 from models import OutboxItem
 from models.db import make_engine, session_scope
-from tests.ingest.smtp_fixtures import stop_process, ticketpost_process, wait_until
+from tests.ingest.smtp_fixtures import wait_until
+from tests.outbox.crash import kill_9_in_flight, sent_by_next_worker
 from tests.outbox.test_dispatcher import _ticket_and_ack
 
 
@@ -30,27 +27,11 @@ def test_kill_9_mid_send_sends_again_with_the_same_message_id(database_url, redi
         "TICKETPOST_WORKER_POLL_MS": "50",
     }
     sink.hold.set()  # the first send reaches the end of DATA and waits there for its answer
-    first = ticketpost_process(["worker", "--threads", "2"], env, tmp_path / "worker1.log")
-    try:
-        wait_until(sink.in_data.is_set, timeout=60, what="the dispatcher to be in the middle of a send")
-        with session_scope(engine) as s:
-            claimed = s.get(OutboxItem, row_id)
-            assert (claimed.status, claimed.attempts) == ("pending", 1)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            stop_process(first, signal.SIGKILL)
+    kill_9_in_flight(engine, row_id, env, tmp_path / "worker1.log", threads=2, in_flight=lambda: wait_until(
+        sink.in_data.is_set, timeout=60, what="the dispatcher to be in the middle of a send"))
     sink.hold.clear()  # the server side of the dead session finishes; the client never heard 250
-    second = ticketpost_process(["worker", "--threads", "2"], env, tmp_path / "worker2.log")
-    try:
-        def sent() -> bool:
-            with session_scope(engine) as s:
-                return s.scalar(select(OutboxItem.status).where(OutboxItem.id == row_id)) == "sent"
-
-        wait_until(sent, timeout=60, what="the row to be sent again by the second dispatcher")
-    finally:
-        stop_process(second)
+    sent_by_next_worker(engine, row_id, env, tmp_path / "worker2.log", threads=2,
+                        what="the row to be sent again by the second dispatcher")
     with session_scope(engine) as s:
         row = s.get(OutboxItem, row_id)
         assert row.attempts == 2

@@ -3,15 +3,11 @@ with the same webhook-id, by another worker process after the lease."""
 
 from __future__ import annotations
 
-import signal
-
-from sqlalchemy import select
-
 from models import OutboxItem
 from models.db import make_engine, session_scope
 from routing.webhooks.events import write_event
 from routing.webhooks.signing import verify
-from tests.ingest.smtp_fixtures import stop_process, ticketpost_process, wait_until
+from tests.outbox.crash import kill_9_in_flight, sent_by_next_worker
 from tests.webhooks.conftest import SECRET, SECRET_KEY, add_webhook
 
 
@@ -35,28 +31,12 @@ def test_kill_9_mid_delivery_delivers_again_with_the_same_webhook_id(database_ur
         "TICKETPOST_WORKER_POLL_MS": "50",
     }
     receiver.hanging.add("/crash")  # the first delivery arrives and gets no answer
-    first = ticketpost_process(["worker", "--threads", "1"], env, tmp_path / "worker1.log")
-    try:
-        receiver.wait_for("/crash", 1, timeout=60)
-        with session_scope(engine) as s:
-            claimed = s.get(OutboxItem, row_id)
-            assert (claimed.status, claimed.attempts) == ("pending", 1)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            stop_process(first, signal.SIGKILL)
+    kill_9_in_flight(engine, row_id, env, tmp_path / "worker1.log", threads=1,
+                     in_flight=lambda: receiver.wait_for("/crash", 1, timeout=60))
     receiver.hanging.discard("/crash")
     receiver.release()
-    second = ticketpost_process(["worker", "--threads", "1"], env, tmp_path / "worker2.log")
-    try:
-        def sent() -> bool:
-            with session_scope(engine) as s:
-                return s.scalar(select(OutboxItem.status).where(OutboxItem.id == row_id)) == "sent"
-
-        wait_until(sent, timeout=60, what="the delivery to be made again by the second worker")
-    finally:
-        stop_process(second)
+    sent_by_next_worker(engine, row_id, env, tmp_path / "worker2.log", threads=1,
+                        what="the delivery to be made again by the second worker")
     got = receiver.at("/crash")
     assert len(got) >= 2
     with session_scope(engine) as s:
