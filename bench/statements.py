@@ -17,7 +17,7 @@ SQLAlchemy's events count (the engine's ``BEGIN IMMEDIATE`` is a statement those
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "START TRANSACTION", "END")
 _WRITES = ("INSERT", "UPDATE", "DELETE", "WITH", "MERGE")  # WITH: ours are data-modifying CTEs
@@ -33,6 +33,8 @@ class Count:
     transaction_control: int = 0
     #: COMMITs sent plus writing statements autocommitted one by one
     durable_commits: int = 0
+    #: give a list to keep the SQL text of every statement sent (for tests asking which were sent)
+    texts: list[str] | None = field(default=None, repr=False)
 
     @property
     def queries(self) -> int:
@@ -51,6 +53,11 @@ def _text(query) -> str:
         return ""
 
 
+def _keep(count: Count, query) -> None:
+    if count.texts is not None:
+        count.texts.append(bytes(query).decode() if isinstance(query, bytes | bytearray | memoryview) else str(query))
+
+
 def _is(prefixes: tuple[str, ...], query) -> bool:
     return _text(query).lstrip(" (\n\t").upper().startswith(prefixes)
 
@@ -67,6 +74,7 @@ def counting(engine=None, count: Count | None = None):
 
     def statement(_conn, _cursor, sql, *_args) -> None:
         count.statements += 1
+        _keep(count, sql)
         if _is(_CONTROL, sql):
             count.transaction_control += 1
 
@@ -98,6 +106,7 @@ def _counting_psycopg(count: Count):
 
     def one(cursor, query, n: int = 1) -> None:
         count.statements += n
+        _keep(count, query)
         if _is(_CONTROL, query):
             count.transaction_control += n
         elif cursor.connection.autocommit and _is(_WRITES, query):

@@ -135,8 +135,9 @@ def _parse(db: Connection, inbound: InboundRow, settings, done: BatchResult) -> 
     return _Prepared(ctx, stop)
 
 
-def _lock(db: Connection, batch: list[_Prepared], settings) -> dict[int, tuple[str, int]]:
-    """Take the batch's locks (PostgreSQL: Message-IDs and senders, then rows); id → (status, attempts)."""
+def _lock(db: Connection, batch: list[_Prepared], settings) -> dict[int, tuple[str, int, bool]]:
+    """Take the batch's locks (PostgreSQL: Message-IDs and senders, then rows); id → (status,
+    attempts, whether any webhook is enabled: routing.statements.ANY_WEBHOOK)."""
     if not batch:
         return {}
     if db.dialect.name == "postgresql":
@@ -147,7 +148,7 @@ def _lock(db: Connection, batch: list[_Prepared], settings) -> dict[int, tuple[s
         if message_ids or senders:
             sql.BATCH_LOCKS.rows(db, {"message_ids": message_ids, "senders": senders})
     rows = sql.LOCK_INBOUND_MANY.rows(db, {"ids": [one.ctx.inbound.id for one in batch]})
-    return {row[0]: (row[1], row[2]) for row in rows}
+    return {row[0]: (row[1], row[2], bool(row[3])) for row in rows}
 
 
 def _read_senders(db: Connection, batch: list[_Prepared], states: dict) -> None:
@@ -182,7 +183,7 @@ def _route(db: Connection, n: int, one: _Prepared, states: dict, done: BatchResu
     if state is None:  # deleted since it was read
         done.missing.append(inbound_id)
         return None
-    status, attempts = state
+    status, attempts, ctx.webhooks = state
     if status == "routed":  # another delivery of this id finished meanwhile
         done.results[inbound_id] = pipeline.stored_result(db, pipeline.read_locked(db, inbound_id))
         return None

@@ -33,6 +33,7 @@ class RoutingContext:
     sender_domain: str | None = None
     sender_name: str = ""
     record: "SenderRecord | None" = None  # what the database knows about the sender (read once locked)
+    webhooks: bool = True  # any webhook enabled (read with the lock); False skips the outcome's event
     client: ClientRow | None = None
     client_via: str = ""  # "contact" or "domain <registered domain>"
     client_terms: tuple | None = None  # (active contract id, SLA) of client, when read with it

@@ -192,6 +192,7 @@ def _lock(ctx: RoutingContext, *, decide: bool) -> InboundRow:
     if row is None:
         raise InboundNotFound(f"no inbound message with id {inbound.id}")
     locked = inbound._replace(status=row[0], attempts=row[1])
+    ctx.webhooks = bool(row[2])  # statements.ANY_WEBHOOK: none enabled = no event statement
     if decide and locked.status != "routed":
         read_sender(ctx)
     return locked
@@ -244,6 +245,7 @@ def record(ctx: RoutingContext, stop: RoutingStop | None) -> RouteResult:
         sender_email=ctx.sender_email or _claimed_sender(ctx),
         answer=answer,
         about=routing_about(ctx),
+        webhooks=ctx.webhooks,
     )
 
 
@@ -278,6 +280,7 @@ def record_outcome(
     sender_email: str | None = None,
     answer: Answer | None = None,
     about: dict | None = None,
+    webhooks: bool = True,
 ) -> RouteResult:
     """THE place an inbound message's outcome is recorded (in ``db``'s transaction) and logged.
 
@@ -289,7 +292,9 @@ def record_outcome(
     ``message`` has no ticket_id yet. On PostgreSQL that is one statement. ``inbound`` is only
     read (its id). An ``answer`` (routing.outbox.answer) is written with it: the outbox row, in
     the same transaction. So are the webhook deliveries of the outcome's event
-    (routing.webhooks.events; ``about`` adds client, contact, ticket and mail details to it).
+    (routing.webhooks.events; ``about`` adds client, contact, ticket and mail details to it),
+    unless ``webhooks`` is False: the caller read in this transaction that no webhook is enabled
+    (routing.statements.ANY_WEBHOOK, with the lock), so that statement is skipped.
     The caller commits, then counts the outcome with :func:`observe_outcome`.
     """
     values = {
@@ -342,7 +347,7 @@ def record_outcome(
     if answer is not None:
         write_answer(db, answer, inbound_id=inbound.id, ticket_id=values["ticket_id"])
     ticket_number = values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None
-    notified = write_outcome_event(
+    notified = webhooks and write_outcome_event(
         db, inbound_id=inbound.id, outcome=outcome, reason=values["reason"], client_id=client_id,
         contact_id=contact_id, ticket_id=values["ticket_id"], ticket_number=ticket_number, about=about)
     log.info(

@@ -6,16 +6,24 @@ unit of work was a third of routing's CPU). routing.pipeline runs them; nothing 
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Text, any_, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy import BigInteger, Text, any_, bindparam, cast, exists, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from models import InboundMessage, Ticket, TicketMessage
+from models import InboundMessage, Ticket, TicketMessage, Webhook
 from routing.outbox.answer import with_acknowledgement
 from routing.prepared import Prepared
 from routing.records import InboundRow, columns
 from routing.tickets import NEW_TICKET_NUMBER, new_ticket_insert
 
 _INBOUND, _TICKETS, _MESSAGES = InboundMessage.__table__, Ticket.__table__, TicketMessage.__table__
+
+#: Whether any webhook is enabled: read with the lock statements below, so routing skips the
+#: webhook event's ``INSERT … SELECT`` (routing.webhooks.events.write_outcome_event) when none is.
+#: It is read in the routing transaction that later records the outcome; a webhook created while
+#: that transaction runs may be missed, which is the same race as a webhook created a moment after
+#: the commit (it receives the events from then on). A webhook that exists and is enabled before
+#: the routing transaction begins always gets its delivery row written in it.
+ANY_WEBHOOK = exists().where(Webhook.__table__.c.enabled.is_(True)).label("any_webhook")
 
 #: The inbound row, read without any lock (before the write transaction: parsing happens then).
 READ_INBOUND = Prepared(select(*columns(InboundRow, _INBOUND)).where(_INBOUND.c.id == bindparam("inbound_id")))
@@ -37,10 +45,12 @@ SENDER_LOCK_SPACE = 0x7470  # "tp"
 #: * the sender (``sender``, NULL when no lock is wanted): two messages of one sender routed at
 #:   once queue here, so the second one's rate-limit count sees the first one's ticket.
 #:
+#: With them, whether any webhook is enabled (:data:`ANY_WEBHOOK`).
+#:
 #: One round trip. On SQLite ``BEGIN IMMEDIATE`` already serialises whole routings, so there it
 #: is only the read (:data:`INBOUND_STATE`).
 LOCK_INBOUND = Prepared(
-    select(_INBOUND.c.status, _INBOUND.c.attempts,
+    select(_INBOUND.c.status, _INBOUND.c.attempts, ANY_WEBHOOK,
            func.pg_advisory_xact_lock(func.hashtextextended(bindparam("message_id", type_=Text), 0)),
            func.pg_advisory_xact_lock(literal(SENDER_LOCK_SPACE),
                                       func.hashtext(bindparam("sender", type_=Text))))
@@ -48,7 +58,7 @@ LOCK_INBOUND = Prepared(
     .with_for_update()
 )
 INBOUND_STATE = Prepared(
-    select(_INBOUND.c.status, _INBOUND.c.attempts).where(_INBOUND.c.id == bindparam("inbound_id"))
+    select(_INBOUND.c.status, _INBOUND.c.attempts, ANY_WEBHOOK).where(_INBOUND.c.id == bindparam("inbound_id"))
 )
 
 
@@ -127,11 +137,12 @@ READ_INBOUND_MANY = Prepared(
     .order_by(_INBOUND.c.id),
 )
 
-#: A batch's rows locked until commit, in id order: their id, status and attempts.
+#: A batch's rows locked until commit, in id order: their id, status and attempts, and whether any
+#: webhook is enabled (:data:`ANY_WEBHOOK`, the same on every row).
 LOCK_INBOUND_MANY = Prepared(
-    select(_INBOUND.c.id, _INBOUND.c.status, _INBOUND.c.attempts).where(_INBOUND.c.id.in_(_BATCH_IDS))
+    select(_INBOUND.c.id, _INBOUND.c.status, _INBOUND.c.attempts, ANY_WEBHOOK).where(_INBOUND.c.id.in_(_BATCH_IDS))
     .order_by(_INBOUND.c.id).with_for_update(),
-    postgresql=select(_INBOUND.c.id, _INBOUND.c.status, _INBOUND.c.attempts)
+    postgresql=select(_INBOUND.c.id, _INBOUND.c.status, _INBOUND.c.attempts, ANY_WEBHOOK)
     .where(_INBOUND.c.id == any_(_BATCH_IDS_PG)).order_by(_INBOUND.c.id).with_for_update(),
 )
 
