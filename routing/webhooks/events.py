@@ -5,7 +5,8 @@ delivery (outbox row of kind ``webhook``) for every enabled webhook subscribed t
 the caller's transaction: with routing's outcome (:func:`write_outcome_event`, called where the
 outcome is recorded), with the dispatcher's record of a failed mail (:func:`outbox_failed`, an
 outbox ``FAILED_HOOKS`` hook) and with a mailbox's change to unhealthy (:func:`mailbox_unhealthy`).
-With no webhook subscribed it writes nothing, in that one statement.
+With no webhook subscribed it writes nothing, in that one statement; routing does not even send
+it while no webhook is enabled (routing.statements.ANY_WEBHOOK, read with its lock statement).
 
 The body is ``{"type", "timestamp", "data"}``; ``data`` carries the ids, the outcome, the reason
 and what a helpdesk needs to act without asking back: the ticket's number, subject and status,
