@@ -47,9 +47,8 @@ from sqlalchemy.engine import Engine
 from core.settings import Settings
 from ingest.handover import enqueue_for_routing
 from ingest.imap import describe, failure_delay, record_auth_ok, record_failure
-from ingest.imap_lock import lock_for
 from ingest.imap_sync import CheckpointMoved, MailboxGone
-from ingest.pollers import PollerSupervisor
+from ingest.pollers import LeasedPoller, PollerSupervisor
 from ingest.store import inbound_values, insert_inbound
 from models import GraphMessage, InboundMessage, Mailbox
 from models.base import utcnow
@@ -544,50 +543,18 @@ def _commit_page(ctx: FolderSync, *, previous: str | None, following: str | None
 # --- the poller and its service ------------------------------------------------------------------
 
 
-class GraphPoller(threading.Thread):
+class GraphPoller(LeasedPoller):
     """The thread that keeps one Graph mailbox's folder taken in (see the module docstring)."""
+
+    label = "Graph"
 
     def __init__(self, mailbox: GraphMailbox, *, engine: Engine, settings: Settings,
                  hand_over: Callable[[int], object] = enqueue_for_routing) -> None:
-        super().__init__(name=f"graph-poller-{mailbox.name}", daemon=True)
+        super().__init__(mailbox_id=mailbox.id, mailbox_name=mailbox.name, engine=engine,
+                         settings=settings, hand_over=hand_over)
         self.mailbox = mailbox
-        self.engine = engine
-        self.settings = settings
-        self.hand_over = hand_over
-        self.failures = 0
-        self.passes = 0
         self.throttled = 0
         self.resyncs = 0
-        self.active = threading.Event()
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop_event.is_set()
-
-    def run(self) -> None:
-        extra = {"mailbox": self.mailbox.name}
-        log.info("Graph poller started", extra=extra)
-        while not self.stopping:
-            lock = lock_for(self.engine, self.mailbox.id)
-            try:
-                acquired = lock.acquire()
-            except Exception as exc:  # noqa: BLE001 - database down: wait and try again
-                self._failed(exc)
-                continue
-            if not acquired:
-                self._stop_event.wait(self.settings.imap_reload_interval_s)
-                continue
-            self.active.set()
-            try:
-                self._hold(lock)
-            finally:
-                self.active.clear()
-                lock.release()
-        log.info("Graph poller stopped", extra=extra)
 
     def _hold(self, lock) -> None:
         client = GraphClient(self.mailbox, engine=self.engine, settings=self.settings,

@@ -29,7 +29,6 @@ import logging
 import random
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 
@@ -37,8 +36,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from ingest.handover import enqueue_for_routing
-from ingest.imap_lock import lock_for
-from ingest.pollers import PollerSupervisor
+from ingest.pollers import LeasedPoller, PollerSupervisor
 from ingest.imap_sync import (
     CheckpointMoved,
     MailboxConfig,
@@ -181,8 +179,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-class MailboxPoller(threading.Thread):
+class MailboxPoller(LeasedPoller):
     """The thread that keeps one mailbox's folder taken in (see the module docstring)."""
+
+    label = "IMAP"
 
     def __init__(
         self,
@@ -192,53 +192,11 @@ class MailboxPoller(threading.Thread):
         settings: Settings,
         hand_over: Callable[[int], object] = enqueue_for_routing,
     ) -> None:
-        super().__init__(name=f"imap-poller-{config.name}", daemon=True)
+        super().__init__(mailbox_id=config.id, mailbox_name=config.name, engine=engine,
+                         settings=settings, hand_over=hand_over)
         self.config = config
-        self.engine = engine
-        self.settings = settings
-        self.hand_over = hand_over
-        self.failures = 0
-        self.passes = 0  # sync passes run (for tests and logs)
         self.idles = 0  # IDLE commands issued (each renewal is one)
-        self.active = threading.Event()  # set while this poller holds the lease
-        self._stop_event = threading.Event()
         self._client = None
-
-    # --- control ----------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Ask the poller to finish its current step and exit."""
-        self._stop_event.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop_event.is_set()
-
-    def run(self) -> None:
-        extra = {"mailbox": self.config.name}
-        log.info("IMAP poller started", extra=extra)
-        standby_logged = False
-        while not self.stopping:
-            lock = lock_for(self.engine, self.config.id)
-            try:
-                acquired = lock.acquire()
-            except Exception as exc:  # noqa: BLE001 - database down: wait and try again
-                self._failed(exc)
-                continue
-            if not acquired:
-                if not standby_logged:
-                    log.info("another poller has this mailbox; standing by", extra=extra)
-                    standby_logged = True
-                self._stop_event.wait(self.settings.imap_reload_interval_s)
-                continue
-            standby_logged = False
-            self.active.set()
-            try:
-                self._hold(lock)
-            finally:
-                self.active.clear()
-                lock.release()
-        log.info("IMAP poller stopped", extra=extra)
 
     # --- while holding the lease --------------------------------------------------------------
 

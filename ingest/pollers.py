@@ -22,10 +22,76 @@ from sqlalchemy.engine import Engine
 
 from core.settings import Settings, get_settings
 from ingest.handover import HandOver
+from ingest.imap_lock import lock_for
 from models import Mailbox
 from models.db import get_engine, session_scope
 
 log = logging.getLogger(__name__)
+
+
+class LeasedPoller(threading.Thread):
+    """A mailbox poller thread that works only while it holds the mailbox's lease.
+
+    ``run()`` takes the lease (``ingest.imap_lock``: one poller per mailbox across processes),
+    calls ``_hold(lock)`` while holding it, and otherwise stands by; subclasses implement
+    ``_hold`` and ``_failed`` (called when the lease cannot even be asked for: database down).
+    """
+
+    #: "IMAP" or "Graph", for the log lines.
+    label: ClassVar[str]
+
+    def __init__(self, *, mailbox_id: int, mailbox_name: str, engine: Engine, settings: Settings,
+                 hand_over: Callable[[int], object]) -> None:
+        super().__init__(name=f"{self.label.lower()}-poller-{mailbox_name}", daemon=True)
+        self.mailbox_id = mailbox_id
+        self.mailbox_name = mailbox_name
+        self.engine = engine
+        self.settings = settings
+        self.hand_over = hand_over
+        self.failures = 0
+        self.passes = 0  # sync passes run (for tests and logs)
+        self.active = threading.Event()  # set while this poller holds the lease
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the poller to finish its current step and exit."""
+        self._stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def run(self) -> None:
+        extra = {"mailbox": self.mailbox_name}
+        log.info("%s poller started", self.label, extra=extra)
+        standby_logged = False
+        while not self.stopping:
+            lock = lock_for(self.engine, self.mailbox_id)
+            try:
+                acquired = lock.acquire()
+            except Exception as exc:  # noqa: BLE001 - database down: wait and try again
+                self._failed(exc)
+                continue
+            if not acquired:
+                if not standby_logged:
+                    log.info("another poller has this mailbox; standing by", extra=extra)
+                    standby_logged = True
+                self._stop_event.wait(self.settings.imap_reload_interval_s)
+                continue
+            standby_logged = False
+            self.active.set()
+            try:
+                self._hold(lock)
+            finally:
+                self.active.clear()
+                lock.release()
+        log.info("%s poller stopped", self.label, extra=extra)
+
+    def _hold(self, lock) -> None:
+        raise NotImplementedError
+
+    def _failed(self, exc: BaseException) -> None:
+        raise NotImplementedError
 
 
 class PollerSupervisor:

@@ -71,14 +71,19 @@ def _route_failed(message: dict, retries: dict) -> None:
     pipeline.record_failure(int(inbound_id), error=reason)
 
 
-route_inbound = dramatiq.actor(
-    _route,
-    actor_name="route_inbound",
+#: Where routing's actors live and how they retry (declared once for all three).
+_ROUTING_POLICY = dict(
     queue_name="inbound",
     broker=_IMPORT_BROKER,
     max_retries=MAX_RETRIES,
     min_backoff=MIN_BACKOFF_MS,
     max_backoff=MAX_BACKOFF_MS,
+)
+
+route_inbound = dramatiq.actor(
+    _route,
+    actor_name="route_inbound",
+    **_ROUTING_POLICY,
     throws=(pipeline.InboundNotFound,),
     on_retry_exhausted="route_inbound_failed",
 )
@@ -86,11 +91,7 @@ route_inbound = dramatiq.actor(
 route_inbound_failed = dramatiq.actor(
     _route_failed,
     actor_name="route_inbound_failed",
-    queue_name="inbound",
-    broker=_IMPORT_BROKER,
-    max_retries=MAX_RETRIES,
-    min_backoff=MIN_BACKOFF_MS,
-    max_backoff=MAX_BACKOFF_MS,
+    **_ROUTING_POLICY,
 )
 
 
@@ -119,11 +120,7 @@ def _route_batch(inbound_ids: list[int]) -> None:
 route_inbound_batch = dramatiq.actor(
     _route_batch,
     actor_name="route_inbound_batch",
-    queue_name="inbound",
-    broker=_IMPORT_BROKER,
-    max_retries=MAX_RETRIES,
-    min_backoff=MIN_BACKOFF_MS,
-    max_backoff=MAX_BACKOFF_MS,
+    **_ROUTING_POLICY,
 )
 
 #: Every actor of ticketpost, rebound together by bind_actors.
