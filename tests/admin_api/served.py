@@ -11,8 +11,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 
+from core.settings import Settings
+from models.db import make_engine
 from tests.conftest import free_port
 
 
@@ -37,3 +40,20 @@ def serve(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextmanager
+def admin_http(database_url: str, *, token: str, timeout: float = 30) -> Iterator[httpx.Client]:
+    """The admin API on ``database_url`` (``token`` its admin token) served by uvicorn, and an
+    httpx client that sends that token."""
+    from admin_api.app import create_app
+
+    engine = make_engine(database_url)
+    app = create_app(engine=engine, settings=Settings(database_url=database_url, admin_token=token))
+    try:
+        with serve(app) as base, httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        ) as client:
+            yield client
+    finally:
+        engine.dispose()

@@ -8,7 +8,7 @@ import pytest
 
 from core.settings import Settings
 from models.db import make_engine
-from tests.admin_api.served import serve
+from tests.admin_api.served import admin_http, serve
 
 ADMIN = "limits-admin-token"
 JSON = {"content-type": "application/json"}
@@ -18,15 +18,8 @@ MIB = 1024 * 1024
 @pytest.fixture
 def api(database_url):
     """An httpx client on the admin API served by uvicorn, on SQLite and on PostgreSQL."""
-    from admin_api.app import create_app
-
-    engine = make_engine(database_url)
-    app = create_app(engine=engine, settings=Settings(database_url=database_url, admin_token=ADMIN))
-    with serve(app) as base, httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=120
-    ) as http:
-        yield http
-    engine.dispose()
+    with admin_http(database_url, token=ADMIN, timeout=120) as client:
+        yield client
 
 
 def test_an_unknown_field_is_named_but_its_value_is_not_echoed(api):

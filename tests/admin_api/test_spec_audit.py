@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from core.settings import Settings
-from models.db import make_engine
-from tests.admin_api.served import serve
+from tests.admin_api.served import admin_http
 
 ADMIN = "spec-audit-admin-token"
 
 
 @pytest.fixture
 def http(database_url):
-    from admin_api.app import create_app
-
-    engine = make_engine(database_url)
-    app = create_app(engine=engine, settings=Settings(database_url=database_url, admin_token=ADMIN))
-    with serve(app) as base, httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
-    ) as client:
+    with admin_http(database_url, token=ADMIN, timeout=30) as client:
         yield client
-    engine.dispose()
 
 
 def test_sla_business_hours_take_weekday_names_and_store_their_numbers(http):
