@@ -27,7 +27,8 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "WITH", "MERGE")  # WITH: ours are data
 class Count:
     """What was sent inside the ``counting`` block(s) that shared this object."""
 
-    #: every statement sent, BEGIN / COMMIT / ROLLBACK / SAVEPOINT included (each a round trip)
+    #: every statement sent, BEGIN / COMMIT / ROLLBACK / SAVEPOINT included (each a round trip,
+    #: except in psycopg's pipeline mode, where several travel together)
     statements: int = 0
     #: of those, transaction control: BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE
     transaction_control: int = 0

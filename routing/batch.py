@@ -1,4 +1,4 @@
-"""Routing several ready inbound messages at once: one transaction, a savepoint each, one commit.
+"""Routing several ready inbound messages at once: one transaction, pipelined, one commit.
 
 A worker given N ready ids (``routing.actors.route_inbound_batch``) routes them here instead of one
 transaction per message: the read of the rows, the BEGIN, the locks and the commit with its WAL
@@ -17,11 +17,19 @@ outcome recorded in the one place outcomes are recorded; only the transaction ar
   the locks (routing.sender_record.lookup_senders) — for each sender's first message in the batch;
   a later message of the same sender reads its own when its turn comes, so it sees what the
   earlier one wrote (its ticket for the duplicate check and the rate limit, a new contact).
-* Each message's database steps run inside its own ``SAVEPOINT``. A message whose routing fails
-  for any reason other than a recorded outcome rolls back to its savepoint — the others are
-  unaffected — has its attempt counted in the same transaction, and is returned in ``failed`` so
-  the caller retries it alone (the actor puts it back on the queue as a single-id message, which
-  has the retries and the final ``failed`` of one message).
+* On PostgreSQL the messages' database steps first run in psycopg's pipeline mode
+  (:func:`_route_pipelined`): each message's writes are sent without waiting for the server's
+  answer, so PostgreSQL carries them out while this thread decides the next message, and the
+  batch waits only where a step needs rows back and once at the end. A failure anywhere in that
+  attempt (an error can arrive one or more messages after the statement that caused it) rolls
+  the whole transaction back, logs it, and the batch is routed again as below.
+* Otherwise (SQLite, or the second attempt) each message's database steps run inside its own
+  ``SAVEPOINT``. A message whose routing fails for any reason other than a recorded outcome rolls
+  back to its savepoint — the others are unaffected — has its attempt counted in the same
+  transaction, and is returned in ``failed`` so the caller retries it alone (the actor puts it
+  back on the queue as a single-id message, which has the retries and the final ``failed`` of
+  one message). So a failing message costs its batch one more attempt, and never another
+  message's routing.
 * Savepoints are not released one by one (that would be one more round trip per message): each is
   nested in the one before and all end with the commit. A batch is at most :data:`MAX_BATCH`
   messages, below PostgreSQL's 64 cached subtransactions per transaction.
@@ -38,6 +46,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from routing import pipeline
@@ -87,28 +96,18 @@ def route_batch(inbound_ids, *, engine: Engine | None = None, settings=None) -> 
     ids = sorted({int(i) for i in inbound_ids})
     if len(ids) > MAX_BATCH:
         raise ValueError(f"at most {MAX_BATCH} ids per batch, got {len(ids)}")
-    done = BatchResult()
     if not ids:
-        return done
+        return BatchResult()
     started = time.perf_counter()
-    written: list[tuple[str, str]] = []  # (outcome, source) of each message routed here
     with engine.connect() as db:
-        rows = _read(db, ids)
-        done.missing = [i for i in ids if i not in {row.id for row in rows}]
-        batch = [_parse(db, inbound, settings, done) for inbound in rows]
-        batch = [p for p in batch if p is not None]
         try:
-            db.begin()
-            states = _lock(db, batch, settings)
-            _read_senders(db, batch, states)
-            for n, one in enumerate(batch):
-                result = _route(db, n, one, states, done)
-                if result is not None and result[1] is not None:
-                    written.append(result)
-            db.commit()
-        finally:
-            for one in batch:
-                one.ctx.close()
+            done, written = _attempt(db, ids, settings, pipelined=db.dialect.driver == "psycopg")
+        except _PipelineFailed as failed:
+            log.warning(
+                "a pipelined routing batch failed and was rolled back; routing it again with a savepoint per message",
+                extra={"outcome": "retrying", "error": f"{type(failed.error).__name__}: {failed.error}"},
+            )
+            done, written = _attempt(db, ids, settings, pipelined=False)
     seconds = (time.perf_counter() - started) / len(ids)  # the batch's time, shared out
     for outcome, source in written:
         pipeline.observe_outcome(outcome, source, seconds)
@@ -116,6 +115,80 @@ def route_batch(inbound_ids, *, engine: Engine | None = None, settings=None) -> 
         if result.answered or result.notified:  # its answer / webhook rows were committed with it: send now
             hand_over(inbound_id=inbound_id)
     return done
+
+
+class _PipelineFailed(Exception):
+    """The pipelined attempt at a batch failed somewhere and was rolled back (``error``: why)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _attempt(db: Connection, ids: list[int], settings, *, pipelined: bool) -> tuple[BatchResult, list]:
+    """One transaction over the batch: its results, and the (outcome, source) of each message routed."""
+    done = BatchResult()
+    written: list[tuple[str, str]] = []
+    rows = _read(db, ids)
+    done.missing = [i for i in ids if i not in {row.id for row in rows}]
+    batch = [_parse(db, inbound, settings, done) for inbound in rows]
+    batch = [p for p in batch if p is not None]
+    try:
+        db.begin()
+        states = _lock(db, batch, settings)
+        _read_senders(db, batch, states)
+        if pipelined:
+            _route_pipelined(db, batch, states, done, written)
+        else:
+            for n, one in enumerate(batch):
+                result = _route(db, n, one, states, done)
+                if result is not None and result[1] is not None:
+                    written.append(result)
+        db.commit()
+    finally:
+        if db.in_transaction():
+            db.rollback()
+        for one in batch:
+            one.ctx.close()
+    return done, written
+
+
+def _route_pipelined(db: Connection, batch: list[_Prepared], states: dict, done: BatchResult,
+                     written: list) -> None:
+    """Every message's database steps and record in psycopg's pipeline mode, without savepoints.
+
+    The statements that write are sent without waiting for their answers, so PostgreSQL carries
+    them out while this thread goes on with the next message; only a statement whose rows a step
+    needs (a sender read again, a thread lookup, a new contact) waits, and the new tickets' ids are
+    read at the end (routing.pipeline.complete). Any failure — a statement's error, which may
+    arrive one or more messages later, or an exception in a step — raises :class:`_PipelineFailed`
+    and the caller rolls the transaction back and routes the batch again with a savepoint per
+    message (:func:`_route`), where the message at fault is rolled back alone.
+    A statement run through SQLAlchemy (the few steps not on routing.prepared) is synced at once
+    (:func:`_sync_pipeline`): SQLAlchemy reads its result right after sending it.
+    """
+    driver = db.connection.dbapi_connection
+    event.listen(db, "after_cursor_execute", _sync_pipeline)
+    try:
+        with driver.pipeline():
+            for one in batch:
+                result = _route_one(db, one, states, done)
+                if result is not None and result[1] is not None:
+                    written.append(result)
+        # Leaving pipeline mode synced it: every answer has arrived, every error has been raised.
+        for inbound_id, result in done.results.items():
+            done.results[inbound_id] = pipeline.complete(result)
+    except Exception as exc:  # noqa: BLE001 - the whole batch goes again, a savepoint per message
+        raise _PipelineFailed(exc) from exc
+    finally:
+        event.remove(db, "after_cursor_execute", _sync_pipeline)
+
+
+def _sync_pipeline(_conn, cursor, *_args) -> None:
+    """After a statement SQLAlchemy sent in pipeline mode: wait for its result (and every earlier one)."""
+    pipe = cursor.connection._pipeline  # psycopg has no public accessor for the active pipeline
+    if pipe is not None:
+        pipe.sync()
 
 
 def _read(db: Connection, ids: list[int]) -> list[InboundRow]:
@@ -175,29 +248,22 @@ def _read_senders(db: Connection, batch: list[_Prepared], states: dict) -> None:
         one.record = record
 
 
+def _route_one(db: Connection, one: _Prepared, states: dict, done: BatchResult) -> tuple | None:
+    """The database steps and the record of one message (no savepoint); (outcome, source)."""
+    if not _ready(db, one, states, done):
+        return None
+    result = done.results[one.ctx.inbound.id] = _decide(one)
+    return result.outcome, one.ctx.inbound.source
+
+
 def _route(db: Connection, n: int, one: _Prepared, states: dict, done: BatchResult) -> tuple | None:
     """The database steps and the record of one message, inside savepoint ``n``; (outcome, source)."""
-    ctx, stop = one.ctx, one.stop
-    inbound_id = ctx.inbound.id
-    state = states.get(inbound_id)
-    if state is None:  # deleted since it was read
-        done.missing.append(inbound_id)
+    if not _ready(db, one, states, done):
         return None
-    status, attempts, ctx.webhooks = state
-    if status == "routed":  # another delivery of this id finished meanwhile
-        done.results[inbound_id] = pipeline.stored_result(db, pipeline.read_locked(db, inbound_id))
-        return None
-    ctx.inbound = ctx.inbound._replace(status=status, attempts=attempts)
+    inbound_id = one.ctx.inbound.id
     _savepoint(db, f"SAVEPOINT tp_route_{n}")
     try:
-        if stop is None:
-            if one.record is not None:
-                ctx.record = one.record
-            else:
-                pipeline.read_sender(ctx)
-            stop = pipeline.run_steps(pipeline.DATABASE_STEPS, ctx)
-        result = pipeline.record(ctx, stop)
-        ctx.flush()
+        result = _decide(one)
     except Exception as exc:  # noqa: BLE001 - this message alone rolls back and is retried
         _savepoint(db, f"ROLLBACK TO SAVEPOINT tp_route_{n}")
         sql.COUNT_ATTEMPT.rows(db, {"inbound_id": inbound_id})
@@ -208,7 +274,38 @@ def _route(db: Connection, n: int, one: _Prepared, states: dict, done: BatchResu
         )
         return None
     done.results[inbound_id] = result
-    return result.outcome, ctx.inbound.source
+    return result.outcome, one.ctx.inbound.source
+
+
+def _ready(db: Connection, one: _Prepared, states: dict, done: BatchResult) -> bool:
+    """Whether the message is still to be routed (its locked state put on its context); a row
+    deleted meanwhile goes to ``missing``, one routed meanwhile gets its stored result."""
+    ctx = one.ctx
+    inbound_id = ctx.inbound.id
+    state = states.get(inbound_id)
+    if state is None:  # deleted since it was read
+        done.missing.append(inbound_id)
+        return False
+    status, attempts, ctx.webhooks = state
+    if status == "routed":  # another delivery of this id finished meanwhile
+        done.results[inbound_id] = pipeline.stored_result(db, pipeline.read_locked(db, inbound_id))
+        return False
+    ctx.inbound = ctx.inbound._replace(status=status, attempts=attempts)
+    return True
+
+
+def _decide(one: _Prepared) -> pipeline.RouteResult:
+    """The message's database steps (unless its message steps already stopped it), then its record."""
+    ctx, stop = one.ctx, one.stop
+    if stop is None:
+        if one.record is not None:
+            ctx.record = one.record
+        else:
+            pipeline.read_sender(ctx)
+        stop = pipeline.run_steps(pipeline.DATABASE_STEPS, ctx)
+    result = pipeline.record(ctx, stop)
+    ctx.flush()
+    return result
 
 
 def _savepoint(db: Connection, statement: str) -> None:

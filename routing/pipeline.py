@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
@@ -30,6 +31,7 @@ from routing import statements as sql
 from routing.context import RoutingContext
 from routing.mailparse import clean_text
 from routing.outcomes import RoutingStop
+from routing.prepared import Pending
 from routing.outbox.answer import Answer, answer_params, plan_answer, write_answer
 from routing.outbox.dispatcher import hand_over
 from routing.records import InboundRow, TicketRow, take
@@ -80,6 +82,9 @@ class RouteResult:
     ticket_number: int | None = None
     answered: bool = False  # an acknowledgement or notice was written to the outbox with it
     notified: bool = False  # webhook deliveries were written to the outbox with it
+    #: Only while routing.batch has the outcome's statement in flight (psycopg pipeline mode):
+    #: what :func:`complete` calls to read the new ticket back and return the finished result.
+    completion: Callable[[], RouteResult] | None = field(default=None, compare=False, repr=False)
 
 
 def _settings(settings):
@@ -321,15 +326,16 @@ def record_outcome(
         params.update({"m_" + k: message[k] for k in sql.MESSAGE_COLUMNS})
     if touch:
         params.update({"t_id": ticket.id, "t_status": ticket_status, "t_updated_at": utcnow()})
+    created = None  # the new ticket's id, on its way from the server (PostgreSQL)
     if db.dialect.name == "postgresql":
         if new_ticket is not None and answer is not None and answer.kind == "acknowledgement":
             params.update({"n_" + k: v for k, v in new_ticket.items()})
             params.update(answer_params(answer, inbound_id=inbound.id, ticket_id=None))
-            _number_new_ticket(values, sql.RECORD_WITH_NEW_TICKET_AND_ACKNOWLEDGEMENT.first(db, params)[0])
+            created = sql.RECORD_WITH_NEW_TICKET_AND_ACKNOWLEDGEMENT.send(db, params)
             answer_written, answer = answer, None  # written with the outcome
         elif new_ticket is not None:
             params.update({"n_" + k: v for k, v in new_ticket.items()})
-            _number_new_ticket(values, sql.RECORD_WITH_NEW_TICKET.first(db, params)[0])
+            created = sql.RECORD_WITH_NEW_TICKET.send(db, params)
         else:
             (sql.RECORD_WITH_REPLY if touch else sql.RECORD_WITH_MESSAGE if message is not None
              else sql.RECORD).rows(db, params)
@@ -344,28 +350,54 @@ def record_outcome(
             sql.TOUCH_TICKET.rows(db, params)
         sql.RECORD.rows(db, params)
     answered = answer is not None or answer_written is not None
+    finish = partial(_finished, inbound.id, outcome, values, client_id=client_id, contact_id=contact_id,
+                     ticket=ticket, new_ticket=new_ticket is not None, answered=answered)
+    if created is not None and not created.arrived and answer is None and not webhooks:
+        # Pipeline mode (routing.batch), and nothing below needs the new ticket's id: the caller
+        # finishes the result once the server has answered (routing.pipeline.complete).
+        return RouteResult(inbound_id=inbound.id, outcome=outcome, reason=values["reason"],
+                           explanation=values["explanation"], client_id=client_id, contact_id=contact_id,
+                           answered=answered, completion=partial(finish, created=created))
+    if created is not None:
+        _number_new_ticket(values, created.first()[0])
     if answer is not None:
         write_answer(db, answer, inbound_id=inbound.id, ticket_id=values["ticket_id"])
     ticket_number = values["ticket_id"] if new_ticket is not None else ticket.number if ticket is not None else None
     notified = webhooks and write_outcome_event(
         db, inbound_id=inbound.id, outcome=outcome, reason=values["reason"], client_id=client_id,
         contact_id=contact_id, ticket_id=values["ticket_id"], ticket_number=ticket_number, about=about)
+    return finish(notified=bool(notified))
+
+
+def _finished(inbound_id: int, outcome: str, values: dict, *, client_id, contact_id, ticket: TicketRow | None,
+              new_ticket: bool, answered: bool, notified: bool = False, created: Pending | None = None,
+              ) -> RouteResult:
+    """The RouteResult of :func:`record_outcome` (the new ticket's id read from ``created`` first, when
+    it was still on its way), logged."""
+    if created is not None:
+        _number_new_ticket(values, created.first()[0])
     log.info(
-        "inbound %s: %s (%s)", inbound.id, outcome, values["reason"],
-        extra={"inbound_id": inbound.id, "outcome": outcome},
+        "inbound %s: %s (%s)", inbound_id, outcome, values["reason"],
+        extra={"inbound_id": inbound_id, "outcome": outcome},
     )
     return RouteResult(
-        inbound_id=inbound.id,
+        inbound_id=inbound_id,
         outcome=outcome,
         reason=values["reason"],
         explanation=values["explanation"],
         client_id=client_id,
         contact_id=contact_id,
         ticket_id=values["ticket_id"],
-        ticket_number=ticket_number,
+        ticket_number=values["ticket_id"] if new_ticket else ticket.number if ticket is not None else None,
         answered=answered,
-        notified=bool(notified),
+        notified=notified,
     )
+
+
+def complete(result: RouteResult) -> RouteResult:
+    """A result :func:`record_outcome` returned in pipeline mode, with its new ticket filled in
+    (waits for the server's answer if it has not arrived); any other result as it is."""
+    return result.completion() if result.completion is not None else result
 
 
 def _number_new_ticket(values: dict, ticket_id: int) -> None:

@@ -201,3 +201,59 @@ def test_the_senders_of_a_batch_read_together_are_what_each_reads_alone(engine, 
     assert together[0].duplicate_ticket_number is not None and together[0].recent_new_tickets == 1
     assert together[1].contact is not None and together[2].contact is None
     assert together[3].recent_new_tickets == 0
+
+
+@contextmanager
+def statements_sent(engine):
+    """Every statement psycopg sends inside the block: (its first words, whether the connection was in
+    pipeline mode)."""
+    import psycopg
+
+    sent: list[tuple[str, bool]] = []
+    execute = psycopg.Cursor.execute
+
+    def recording(cursor, query, *args, **kwargs):
+        sent.append((str(query)[:40], bool(cursor.connection.pgconn.pipeline_status)))
+        return execute(cursor, query, *args, **kwargs)
+
+    psycopg.Cursor.execute = recording
+    try:
+        yield sent
+    finally:
+        psycopg.Cursor.execute = execute
+
+
+def test_a_postgresql_batch_is_sent_in_pipeline_mode_without_savepoints(pg_engine):
+    with Session(pg_engine, expire_on_commit=False) as session, session.begin():
+        build_world(session)
+    ids = store(pg_engine, [mail(1), mail(2), mail(3, sender="newcomer@acme.com"),
+                            mail(4, sender="worker@beta.example"), mail(5, sender="bob@acme.com")])
+    with statements_sent(pg_engine) as sent:
+        done = route_batch(ids, engine=pg_engine, settings=Settings())
+    assert not any(query.startswith("SAVEPOINT tp_route") for query, _ in sent)  # (the contact step's own may run)
+    writes = [in_pipeline for query, in_pipeline in sent if query.startswith(("WITH", "UPDATE", "INSERT"))]
+    assert writes and all(writes)
+    # a new contact (written through SQLAlchemy) and the primary-contact rule (read through it) hold
+    assert [done.results[i].outcome for i in ids] == ["ticket_created"] * 3 + ["rejected_not_primary", "ticket_created"]
+    stored = rows(pg_engine, ids)
+    for i in ids:  # each result read back from the pipeline is the one stored
+        result = done.results[i]
+        assert (result.reason, result.ticket_id, result.contact_id) == (
+            stored[i].reason, stored[i].ticket_id, stored[i].contact_id)
+        assert result.completion is None
+    created = [done.results[i] for i in ids if done.results[i].outcome == "ticket_created"]
+    assert all(str(r.ticket_number) in r.reason and r.ticket_number == r.ticket_id for r in created)
+
+
+def test_a_pipelined_batch_that_fails_is_routed_again_with_a_savepoint_each(pg_engine, caplog):
+    with Session(pg_engine, expire_on_commit=False) as session, session.begin():
+        build_world(session)
+    ids = store(pg_engine, [mail(0), mail(1, sender=REFUSED), mail(2)])
+    with refusing_ticket_messages_from(pg_engine, REFUSED), statements_sent(pg_engine) as sent:
+        done = route_batch(ids, engine=pg_engine, settings=Settings())
+    assert "routing it again with a savepoint per message" in caplog.text
+    assert sum(query.startswith("SAVEPOINT tp_route") for query, _ in sent) == 3  # the second attempt's
+    assert list(done.failed) == [ids[1]]
+    stored = rows(pg_engine, ids)
+    assert [stored[i].outcome for i in ids] == ["ticket_created", None, "ticket_created"]
+    assert stored[ids[1]].attempts == 1  # counted once, by the attempt that isolated it
