@@ -2,8 +2,9 @@
 
 Messages whose DATA ended while the writer was busy share one INSERT and one COMMIT; each session
 still gets its own ``250`` with its own id, and only after that COMMIT. To make "while the writer
-was busy" certain rather than likely, a first message's INSERT is held (an engine event in the
-writer thread) while the other sessions send theirs, until all of them wait; nothing is timed.
+was busy" certain rather than likely, a first message's INSERT is held (a hook on the driver's
+``executemany``, which ingest.store uses on PostgreSQL, in the writer thread) while the other
+sessions send theirs, until all of them wait; nothing is timed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import smtplib
 import threading
 
+import psycopg
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -48,12 +50,18 @@ class Transactions:
         self.on_second_insert = None  # called in the writer thread, before the second INSERT
         self._released = threading.Event()
         event.listen(engine, "commit", self._commit)
-        event.listen(engine, "before_cursor_execute", self._execute)
+        self._executemany = psycopg.Cursor.executemany
+
+        def executemany(cursor, query, *args, **kwargs):
+            self._execute(str(query))
+            return self._executemany(cursor, query, *args, **kwargs)
+
+        psycopg.Cursor.executemany = executemany
 
     def _commit(self, conn) -> None:
         self.commits += 1
 
-    def _execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
+    def _execute(self, statement: str) -> None:
         if not statement.startswith("INSERT INTO inbound_messages"):
             return
         self.inserts += 1
@@ -68,7 +76,7 @@ class Transactions:
     def close(self) -> None:
         self.release()
         event.remove(self.engine, "commit", self._commit)
-        event.remove(self.engine, "before_cursor_execute", self._execute)
+        psycopg.Cursor.executemany = self._executemany
 
 
 @pytest.fixture
