@@ -294,7 +294,7 @@ def _ready(db: Connection, one: _Prepared, states: dict, done: BatchResult) -> b
     return True
 
 
-def _decide(one: _Prepared) -> pipeline.RouteResult:
+def _decide(one: _Prepared) -> pipeline.RouteResult | pipeline.PendingResult:
     """The message's database steps (unless its message steps already stopped it), then its record."""
     ctx, stop = one.ctx, one.stop
     if stop is None:

@@ -82,9 +82,16 @@ class RouteResult:
     ticket_number: int | None = None
     answered: bool = False  # an acknowledgement or notice was written to the outbox with it
     notified: bool = False  # webhook deliveries were written to the outbox with it
-    #: Only while routing.batch has the outcome's statement in flight (psycopg pipeline mode):
-    #: what :func:`complete` calls to read the new ticket back and return the finished result.
-    completion: Callable[[], RouteResult] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PendingResult:
+    """What :func:`record_outcome` returns in pipeline mode (routing.batch) while the new ticket's
+    id is still on its way from the server; :func:`complete` turns it into the RouteResult."""
+
+    inbound_id: int
+    outcome: str
+    finish: Callable[[], RouteResult] = field(repr=False)
 
 
 def _settings(settings):
@@ -226,7 +233,7 @@ def run_steps(steps: tuple[Step, ...], ctx: RoutingContext) -> RoutingStop | Non
     return None
 
 
-def record(ctx: RoutingContext, stop: RoutingStop | None) -> RouteResult:
+def record(ctx: RoutingContext, stop: RoutingStop | None) -> RouteResult | PendingResult:
     """Record what the steps decided (:func:`record_outcome`)."""
     written = stop is None and ctx.outcome in ("ticket_created", "ticket_updated", "triaged")
     answer = plan_answer(ctx)  # the acknowledgement or notice, if any (explained either way)
@@ -286,7 +293,7 @@ def record_outcome(
     answer: Answer | None = None,
     about: dict | None = None,
     webhooks: bool = True,
-) -> RouteResult:
+) -> RouteResult | PendingResult:
     """THE place an inbound message's outcome is recorded (in ``db``'s transaction) and logged.
 
     Everything routing learned about the row (attempts, Message-ID, subject, sender) is written
@@ -300,7 +307,10 @@ def record_outcome(
     (routing.webhooks.events; ``about`` adds client, contact, ticket and mail details to it),
     unless ``webhooks`` is False: the caller read in this transaction that no webhook is enabled
     (routing.statements.ANY_WEBHOOK, with the lock), so that statement is skipped.
-    The caller commits, then counts the outcome with :func:`observe_outcome`.
+    The caller commits, then counts the outcome with :func:`observe_outcome`. In psycopg's
+    pipeline mode (routing.batch) a new ticket's statement is only sent, and when nothing here needs
+    its id (no answer to write apart from the acknowledgement, no webhook) a :class:`PendingResult`
+    is returned, which the caller completes (:func:`complete`) once the server has answered.
     """
     values = {
         "attempts": attempts,
@@ -355,9 +365,7 @@ def record_outcome(
     if created is not None and not created.arrived and answer is None and not webhooks:
         # Pipeline mode (routing.batch), and nothing below needs the new ticket's id: the caller
         # finishes the result once the server has answered (routing.pipeline.complete).
-        return RouteResult(inbound_id=inbound.id, outcome=outcome, reason=values["reason"],
-                           explanation=values["explanation"], client_id=client_id, contact_id=contact_id,
-                           answered=answered, completion=partial(finish, created=created))
+        return PendingResult(inbound.id, outcome, partial(finish, created=created))
     if created is not None:
         _number_new_ticket(values, created.first()[0])
     if answer is not None:
@@ -394,10 +402,10 @@ def _finished(inbound_id: int, outcome: str, values: dict, *, client_id, contact
     )
 
 
-def complete(result: RouteResult) -> RouteResult:
-    """A result :func:`record_outcome` returned in pipeline mode, with its new ticket filled in
-    (waits for the server's answer if it has not arrived); any other result as it is."""
-    return result.completion() if result.completion is not None else result
+def complete(result: RouteResult | PendingResult) -> RouteResult:
+    """The RouteResult of a :class:`PendingResult` (waiting for the server's answer if it has not
+    arrived); a RouteResult as it is."""
+    return result.finish() if isinstance(result, PendingResult) else result
 
 
 def _number_new_ticket(values: dict, ticket_id: int) -> None:
