@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bench.statements import counting
@@ -257,3 +258,28 @@ def test_a_pipelined_batch_that_fails_is_routed_again_with_a_savepoint_each(pg_e
     stored = rows(pg_engine, ids)
     assert [stored[i].outcome for i in ids] == ["ticket_created", None, "ticket_created"]
     assert stored[ids[1]].attempts == 1  # counted once, by the attempt that isolated it
+
+
+def test_a_pipelined_batch_whose_connection_dies_commits_nothing_and_raises(pg_engine):
+    with Session(pg_engine, expire_on_commit=False) as session, session.begin():
+        build_world(session)
+    ids = store(pg_engine, [mail(0), mail(1, sender=REFUSED), mail(2)])
+    with pg_engine.begin() as conn:  # the server ends the routing connection at the second message's write
+        conn.execute(text(
+            "CREATE FUNCTION tp_test_die() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.sender_email = '{REFUSED}' THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
+            "END IF; RETURN NEW; END $$"))
+        conn.execute(text("CREATE TRIGGER tp_test_die BEFORE INSERT ON ticket_messages "
+                          "FOR EACH ROW EXECUTE FUNCTION tp_test_die()"))
+    try:
+        with pytest.raises(OperationalError, match="connection is lost"):
+            route_batch(ids, engine=pg_engine, settings=Settings())
+        stored = rows(pg_engine, ids)
+        assert {r.status for r in stored.values()} == {"received"}  # every id is for retrying
+        assert all(ticket_messages(pg_engine, i) == 0 for i in ids)
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER tp_test_die ON ticket_messages"))
+            conn.execute(text("DROP FUNCTION tp_test_die()"))
+    done = route_batch(ids, engine=pg_engine, settings=Settings())  # the retry, once the fault is gone
+    assert [done.results[i].outcome for i in ids] == ["ticket_created"] * 3
