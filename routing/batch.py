@@ -56,6 +56,7 @@ from routing.outbox.dispatcher import hand_over
 from routing.outcomes import RoutingStop
 from routing.records import InboundRow, take
 from routing.sender_record import SenderRecord, lookup_senders
+from routing.steps.thread import referenced, tickets_holding
 
 log = logging.getLogger("ticketpost.routing")
 
@@ -137,11 +138,12 @@ def _attempt(db: Connection, ids: list[int], settings, *, pipelined: bool) -> tu
         db.begin()
         states = _lock(db, batch, settings)
         _read_senders(db, batch, states)
+        threads = _read_threads(db, batch, states)
         if pipelined:
-            _route_pipelined(db, batch, states, done, written)
+            _route_pipelined(db, batch, states, done, written, threads)
         else:
             for n, one in enumerate(batch):
-                result = _route(db, n, one, states, done)
+                result = _route(db, n, one, states, done, threads)
                 if result is not None and result[1] is not None:
                     written.append(result)
         db.commit()
@@ -154,7 +156,7 @@ def _attempt(db: Connection, ids: list[int], settings, *, pipelined: bool) -> tu
 
 
 def _route_pipelined(db: Connection, batch: list[_Prepared], states: dict, done: BatchResult,
-                     written: list) -> None:
+                     written: list, threads: _Threads) -> None:
     """Every message's database steps and record in psycopg's pipeline mode, without savepoints.
 
     The statements that write are sent without waiting for their answers, so PostgreSQL carries
@@ -172,7 +174,7 @@ def _route_pipelined(db: Connection, batch: list[_Prepared], states: dict, done:
     try:
         with driver.pipeline():
             for one in batch:
-                result = _route_one(db, one, states, done)
+                result = _route_one(db, one, states, done, threads)
                 if result is not None and result[1] is not None:
                     written.append(result)
         # Leaving pipeline mode synced it: every answer has arrived, every error has been raised.
@@ -248,22 +250,69 @@ def _read_senders(db: Connection, batch: list[_Prepared], states: dict) -> None:
         one.record = record
 
 
-def _route_one(db: Connection, one: _Prepared, states: dict, done: BatchResult) -> tuple | None:
+def _read_threads(db: Connection, batch: list[_Prepared], states: dict) -> _Threads:
+    """The tickets the batch's replies refer to by Message-ID, in one statement (after the locks),
+    each reply given its own (``RoutingContext.known_threads``); see :class:`_Threads` for when a
+    reply reads its own instead."""
+    asked: list[tuple[_Prepared, list[str]]] = []
+    for one in batch:
+        state = states.get(one.ctx.inbound.id)
+        if one.stop is not None or state is None or state[0] == "routed" or one.ctx.mail is None:
+            continue
+        refs = [message_id for _, message_id in referenced(one.ctx.mail)]
+        if refs:
+            asked.append((one, refs))
+    known = tickets_holding(db, [i for _, refs in asked for i in refs]) if asked else {}
+    for one, refs in asked:
+        one.ctx.known_threads = {i: known[i] for i in refs if i in known}
+    return _Threads({one.ctx.message_id.strip("<>") for one in batch if one.ctx.message_id})
+
+
+class _Threads:
+    """Keeps the tickets read ahead for a batch's replies true while the batch is routed.
+
+    What was read before the first message of the batch was routed is still what a reply would
+    read itself, unless the batch changed it meanwhile: a reply that refers to another message of
+    this batch (which may be on a ticket by its turn), or whose known ticket a message routed
+    earlier in the batch replied to (its status may have changed), reads its own instead.
+    """
+
+    def __init__(self, message_ids: set[str]) -> None:
+        self.message_ids = message_ids  # of every message in the batch
+        self.touched: set[int] = set()  # tickets the messages routed so far replied to
+
+    def check(self, ctx: RoutingContext) -> None:
+        """Before the message's database steps: drop what was read ahead if the batch changed it."""
+        known = ctx.known_threads
+        if known is None:
+            return
+        if any(t.id in self.touched for t in known.values()) or any(
+                message_id in self.message_ids for _, message_id in referenced(ctx.mail)):
+            ctx.known_threads = None
+
+    def routed(self, ctx: RoutingContext) -> None:
+        """After the message's record: the ticket it replied to, if any."""
+        if ctx.ticket is not None:
+            self.touched.add(ctx.ticket.id)
+
+
+def _route_one(db: Connection, one: _Prepared, states: dict, done: BatchResult, threads: _Threads) -> tuple | None:
     """The database steps and the record of one message (no savepoint); (outcome, source)."""
     if not _ready(db, one, states, done):
         return None
-    result = done.results[one.ctx.inbound.id] = _decide(one)
+    result = done.results[one.ctx.inbound.id] = _decide(one, threads)
     return result.outcome, one.ctx.inbound.source
 
 
-def _route(db: Connection, n: int, one: _Prepared, states: dict, done: BatchResult) -> tuple | None:
+def _route(db: Connection, n: int, one: _Prepared, states: dict, done: BatchResult, threads: _Threads,
+           ) -> tuple | None:
     """The database steps and the record of one message, inside savepoint ``n``; (outcome, source)."""
     if not _ready(db, one, states, done):
         return None
     inbound_id = one.ctx.inbound.id
     _savepoint(db, f"SAVEPOINT tp_route_{n}")
     try:
-        result = _decide(one)
+        result = _decide(one, threads)
     except Exception as exc:  # noqa: BLE001 - this message alone rolls back and is retried
         _savepoint(db, f"ROLLBACK TO SAVEPOINT tp_route_{n}")
         sql.COUNT_ATTEMPT.rows(db, {"inbound_id": inbound_id})
@@ -294,9 +343,10 @@ def _ready(db: Connection, one: _Prepared, states: dict, done: BatchResult) -> b
     return True
 
 
-def _decide(one: _Prepared) -> pipeline.RouteResult | pipeline.PendingResult:
+def _decide(one: _Prepared, threads: _Threads) -> pipeline.RouteResult | pipeline.PendingResult:
     """The message's database steps (unless its message steps already stopped it), then its record."""
     ctx, stop = one.ctx, one.stop
+    threads.check(ctx)
     if stop is None:
         if one.record is not None:
             ctx.record = one.record
@@ -305,6 +355,7 @@ def _decide(one: _Prepared) -> pipeline.RouteResult | pipeline.PendingResult:
         stop = pipeline.run_steps(pipeline.DATABASE_STEPS, ctx)
     result = pipeline.record(ctx, stop)
     ctx.flush()
+    threads.routed(ctx)
     return result
 
 

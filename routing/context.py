@@ -34,6 +34,9 @@ class RoutingContext:
     sender_name: str = ""
     record: "SenderRecord | None" = None  # what the database knows about the sender (read once locked)
     webhooks: bool = True  # any webhook enabled (read with the lock); False skips the outcome's event
+    #: the tickets holding the Message-IDs this message refers to, read with the rest of its batch
+    #: (routing.batch); None = the thread step asks the database itself
+    known_threads: dict[str, TicketRow] | None = None
     client: ClientRow | None = None
     client_via: str = ""  # "contact" or "domain <registered domain>"
     client_terms: tuple | None = None  # (active contract id, SLA) of client, when read with it

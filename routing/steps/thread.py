@@ -70,21 +70,36 @@ def thread(ctx: RoutingContext) -> None:
         ctx.explain("thread", f"ticket #{ticket.number} was {ticket.status}; the reply reopens it")
 
 
-def _by_headers(ctx: RoutingContext) -> TicketRow | None:
-    mail = ctx.mail
+def referenced(mail) -> list[tuple[str, str]]:
+    """(header, Message-ID) of what the mail refers to, newest first: In-Reply-To, then References
+    from the last (the parent) to the first (the root); its own Message-ID left out."""
     in_reply_to = [i for i in mail.in_reply_to if i != mail.message_id]
     references = [i for i in mail.references if i != mail.message_id][-MAX_REFERENCES:]
-    # newest first: In-Reply-To, then References from the last (the parent) to the first (root)
     ordered: list[tuple[str, str]] = [("In-Reply-To", i) for i in in_reply_to]
     ordered += [("References", i) for i in reversed(references) if i not in in_reply_to]
+    return ordered
+
+
+def tickets_holding(db, message_ids) -> dict[str, TicketRow]:
+    """The tickets holding a message with one of ``message_ids`` (stored with or without angle
+    brackets), by Message-ID without them; one statement."""
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return {}
+    forms = ids + [f"<{i}>" for i in ids]
+    found: dict[str, TicketRow] = {}
+    for row in _TICKETS_BY_MESSAGE_ID.rows(db, {"forms": forms}):
+        found.setdefault(row[0].strip("<>"), take(TicketRow, row, 1))
+    return found
+
+
+def _by_headers(ctx: RoutingContext) -> TicketRow | None:
+    ordered = referenced(ctx.mail)
     if not ordered:
         return None
     ids = list(dict.fromkeys(i for _, i in ordered))
-    # we store Message-IDs without angle brackets; match rows written with them too
-    forms = ids + [f"<{i}>" for i in ids]
-    found: dict[str, TicketRow] = {}
-    for row in _TICKETS_BY_MESSAGE_ID.rows(ctx.db, {"forms": forms}):
-        found.setdefault(row[0].strip("<>"), take(TicketRow, row, 1))
+    known = ctx.known_threads
+    found = tickets_holding(ctx.db, ids) if known is None else known
     for header, message_id in ordered:
         ticket = found.get(message_id)
         if ticket is None:

@@ -283,3 +283,37 @@ def test_a_pipelined_batch_whose_connection_dies_commits_nothing_and_raises(pg_e
             conn.execute(text("DROP FUNCTION tp_test_die()"))
     done = route_batch(ids, engine=pg_engine, settings=Settings())  # the retry, once the fault is gone
     assert [done.results[i].outcome for i in ids] == ["ticket_created"] * 3
+
+
+def reply(n: int, to: str, sender: str = "bob@acme.com") -> bytes:
+    return (f"From: {sender}\r\nTo: support@msp.example\r\nSubject: Re: Printer\r\n"
+            f"Message-ID: <reply-{n}@acme.com>\r\nIn-Reply-To: <{to}>\r\nReferences: <{to}>\r\n\r\n"
+            f"Still broken ({n}).\r\n").encode()
+
+
+def test_a_batch_looks_up_its_replies_tickets_together_and_sees_what_it_changed_itself(engine, world):
+    from bench.statements import Count
+
+    first, second = store(engine, [mail(1), mail(2)])
+    ticket_a = route_inbound(first, engine=engine, settings=Settings()).ticket_id
+    ticket_b = route_inbound(second, engine=engine, settings=Settings()).ticket_id
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE tickets SET status = 'closed' WHERE id = :id"), {"id": ticket_a})
+    ids = store(engine, [
+        reply(1, "batch-1@acme.com"),  # reopens ticket A
+        reply(2, "batch-1@acme.com"),  # A again: an earlier message of the batch changed it, so read anew
+        mail(3, message_id="<batch-3@acme.com>"),  # a new ticket
+        reply(4, "batch-3@acme.com"),  # refers to a message of this batch: read anew
+        reply(5, "batch-2@acme.com"),  # ticket B, as read ahead
+    ])
+    sent = Count(texts=[])
+    with counting(engine, sent):
+        done = route_batch(ids, engine=engine, settings=Settings())
+    results = [done.results[i] for i in ids]
+    assert [r.outcome for r in results] == ["ticket_updated", "ticket_updated", "ticket_created",
+                                            "ticket_updated", "ticket_updated"]
+    assert [r.ticket_id for r in results] == [ticket_a, ticket_a, results[2].ticket_id, results[2].ticket_id, ticket_b]
+    reopened = ["reopens" in " ".join(e["decision"] for e in r.explanation) for r in results]
+    assert reopened == [True, False, False, False, False]  # the second reply saw the reopened ticket
+    lookups = [t for t in sent.texts if "ticket_messages.message_id" in t and "outbound_messages" in t]
+    assert len(lookups) == 3  # one for the batch, then the two replies that read anew
