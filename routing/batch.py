@@ -17,6 +17,9 @@ outcome recorded in the one place outcomes are recorded; only the transaction ar
   the locks (routing.sender_record.lookup_senders) — for each sender's first message in the batch;
   a later message of the same sender reads its own when its turn comes, so it sees what the
   earlier one wrote (its ticket for the duplicate check and the rate limit, a new contact).
+* So are the tickets the batch's replies refer to by Message-ID (:func:`_read_threads`); a reply
+  whose references name another message of the batch, or a ticket an earlier message of the batch
+  replied to, looks its own up when its turn comes (:class:`_Threads`).
 * On PostgreSQL the messages' database steps first run in psycopg's pipeline mode
   (:func:`_route_pipelined`): each message's writes are sent without waiting for the server's
   answer, so PostgreSQL carries them out while this thread decides the next message, and the
