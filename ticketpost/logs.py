@@ -40,12 +40,28 @@ class TextFormatter(logging.Formatter):
         return base + (" " + " ".join(extras) if extras else "")
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """A StreamHandler writing to whatever ``sys.stderr`` is when a record is emitted.
+
+    A handler bound to the ``sys.stderr`` of the moment it was made keeps writing to that stream
+    after it is replaced or closed (a test runner's capture, a daemon's redirect): threads that log
+    late (a webhook sender, a worker) then fail with "I/O operation on closed file"."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # StreamHandler.__init__ sets it; the current one is used
+        pass
+
+
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     """Install the root handler once, per TICKETPOST_LOG_LEVEL and TICKETPOST_LOG_FORMAT."""
     from core.settings import get_settings
 
     settings = get_settings()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = CurrentStderrHandler()
     if (fmt or settings.log_format) == "json":
         handler.setFormatter(JsonFormatter())
     else:
