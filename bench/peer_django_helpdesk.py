@@ -6,11 +6,11 @@ dropped here; ``--engine sqlite`` for SQLite files). The processes take turns on
 corpus (``--chunk``, 50 messages), so a busy shared machine slows both alike:
 
 ``ours``
-    what ticketpost's mailbox intake does with a backlog: each turn's messages stored with one
-    multi-row INSERT and one commit (``ingest.store.insert_inbound``, as the IMAP poller stores a
+    what ticketpost's mailbox intake does with a backlog: each turn's messages stored in one
+    round trip and one commit (``ingest.store.insert_inbound``, as the IMAP poller stores a
     fetched batch), then routed as a worker routes the ids handed over together
-    (``routing.batch.route_batch``: up to ``TICKETPOST_ROUTE_BATCH_SIZE`` ids in one transaction, a
-    savepoint each, one commit); ``--ours-one-by-one``: per message ``ingest.store.store_inbound``
+    (``routing.batch.route_batch``: up to ``TICKETPOST_ROUTE_BATCH_SIZE`` ids in one transaction, pipelined
+    on PostgreSQL, one commit); ``--ours-one-by-one``: per message ``ingest.store.store_inbound``
     (commit) then ``routing.pipeline.route_inbound`` (commit). The corpus clients, domains and
     contacts are seeded by ``bench.corpus.seed_database``.
 ``peer``

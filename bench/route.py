@@ -7,7 +7,7 @@ The corpus comes from ``bench.corpus`` (2–200 KB, ~30 % attachments, ~50 % mul
 ~20 % replies, mixed charsets, auto-replies, duplicates, wrong-client tags). Every message is
 stored first (``ingest.store.store_inbound``, not timed: that is ingestion), then routed in one
 process as a worker routes a backlog: ``routing.batch.route_batch`` on up to ``--batch`` ready ids
-at a time (``TICKETPOST_ROUTE_BATCH_SIZE``, 32: one transaction, a savepoint per message, one
+at a time (``TICKETPOST_ROUTE_BATCH_SIZE``, 32: one transaction, pipelined on PostgreSQL, one
 commit), or with ``--batch 1`` one ``routing.pipeline.route_inbound`` transaction per message:
 parse + decisions + commit, timed. In the
 same run, on the same bytes, in ONE thread each, the baselines:
@@ -169,7 +169,7 @@ class Routing:
             return route_inbound(inbound_id, engine=self.engine, settings=self.settings).outcome
 
         def batch(ids: list[int]) -> list[str]:
-            """As a worker given several ready ids: one transaction, a savepoint each."""
+            """As a worker given several ready ids: one transaction (routing.batch)."""
             from routing.batch import route_batch
 
             done = route_batch(ids, engine=self.engine, settings=self.settings)

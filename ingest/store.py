@@ -26,7 +26,7 @@ _INBOUND = InboundMessage.__table__
 
 
 class InboundOrderError(RuntimeError):
-    """Raised when the database numbered a multi-row INSERT out of row order (never seen; the
+    """Raised when the database numbered a batch's rows out of row order (never seen; the
     transaction is rolled back rather than telling a sender someone else's id)."""
 
 
@@ -51,7 +51,7 @@ def inbound_values(
     A message to route has status ``received`` and only the intake columns. A message intake
     already decided (an IMAP message too large to download: empty ``raw``, its real ``size``,
     status and outcome ``failed`` with a reason) passes those too. Every row has the same keys,
-    so rows of both kinds go into one multi-row INSERT.
+    so rows of both kinds are stored together by :func:`insert_inbound`.
     """
     return {
         "source": source,

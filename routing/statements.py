@@ -125,7 +125,7 @@ COUNT_ATTEMPT = Prepared(
 )
 
 
-# --- a batch of messages (routing.batch): one transaction, a savepoint each ---------------------
+# --- a batch of messages (routing.batch): one transaction, one commit ----------------------------
 
 _BATCH_IDS = bindparam("ids", expanding=True)
 _BATCH_IDS_PG = bindparam("ids", type_=ARRAY(BigInteger))

@@ -24,8 +24,8 @@ The names callers use are importable from here. What it guarantees (SPEC §4):
   ``552 5.3.4``. More than ``SMTP_MAX_CONNECTIONS`` sessions, or ``SMTP_MAX_CONNECTIONS_PER_IP``
   from one client address, get ``421 4.7.0`` and are closed.
 * ``250`` only after the message is committed, with group commit (:class:`GroupCommitWriter`):
-  one writer thread takes every message whose DATA ended while it was busy, stores them with one
-  multi-row INSERT (:func:`ingest.store.insert_inbound`) and one COMMIT, then answers each
+  one writer thread takes every message whose DATA ended while it was busy, stores them in one
+  round trip (:func:`ingest.store.insert_inbound`) and one COMMIT, then answers each
   session with its own id. The event loop never touches the database. Database down → every
   message of that batch gets ``451 4.3.0`` and none of it is stored (one transaction); any other
   failure of a batch stores its messages one by one, so one bad row costs only its own ``451``.
