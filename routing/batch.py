@@ -164,8 +164,8 @@ def _route_pipelined(db: Connection, batch: list[_Prepared], states: dict, done:
 
     The statements that write are sent without waiting for their answers, so PostgreSQL carries
     them out while this thread goes on with the next message; only a statement whose rows a step
-    needs (a sender read again, a thread lookup, a new contact) waits, and the new tickets' ids are
-    read at the end (routing.pipeline.complete). Any failure — a statement's error, which may
+    needs (a sender read again, a reply's own thread lookup, a new contact) waits, and the new
+    tickets' ids are read at the end (routing.pipeline.complete). Any failure — a statement's error, which may
     arrive one or more messages later, or an exception in a step — raises :class:`_PipelineFailed`
     and the caller rolls the transaction back and routes the batch again with a savepoint per
     message (:func:`_route`), where the message at fault is rolled back alone.

@@ -211,3 +211,19 @@ pytest_plugins = ["tests.ingest.smtp_fixtures"]
 pytest_plugins += ["tests.ingest.dovecot"]
 # The OAuth2 token server on loopback (fixture ``token_server``) of the cloud mailbox tests.
 pytest_plugins += ["tests.oauth2_server", "tests.graph_server"]
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on 127.0.0.1 (tests.webhooks.receiver), stopped with the webhook
+    senders' threads after the test."""
+    from routing.webhooks.delivery import stop_senders
+    from tests.webhooks.receiver import Receiver
+
+    server = Receiver().start()
+    yield server
+    stop_senders(5)
+    server.stop()

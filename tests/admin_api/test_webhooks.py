@@ -8,24 +8,15 @@ import json
 import pytest
 
 from core.settings import Settings
-from routing.webhooks.delivery import WebhookRunner, stop_senders
+from routing.webhooks.delivery import WebhookRunner
 from routing.webhooks.signing import verify
 from tests.admin_api.conftest import ADMIN_TOKEN, SECRET_KEY, Api, TestClient
-from tests.webhooks.receiver import Receiver
 
 
 @pytest.fixture
 def settings(pg_url) -> Settings:
     return Settings(database_url=pg_url, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY, webhooks_allow_private=True,
                     webhooks_min_backoff_s=0)
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver().start()
-    yield server
-    stop_senders(5)
-    server.stop()
 
 
 def _deliver(api_engine, settings) -> None:

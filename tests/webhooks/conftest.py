@@ -1,4 +1,5 @@
-"""Fixtures of the webhook tests: a receiving HTTP server, settings, a webhook row, the sender."""
+"""Fixtures of the webhook tests: settings, a webhook row, the sender (the receiving HTTP server,
+``receiver``, is in tests/conftest.py: the admin API tests use it too)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,9 @@ from models import Webhook
 from models.db import session_scope
 from models.secrets import encrypt_secret
 from models.webhook import events_column
-from routing.webhooks.delivery import stop_senders
-from tests.webhooks.receiver import Receiver
 
 SECRET_KEY = "secret-key-for-webhook-tests"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver().start()
-    yield server
-    stop_senders(5)
-    server.stop()
 
 
 @pytest.fixture
